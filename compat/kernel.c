@@ -1,0 +1,91 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * kernel.c - kernel services for ferrite's Rust code (ferrite_k_* in
+ * ferrite_compat.h): memory, printing, locks and the bug path.
+ *
+ * Kernel symbols whose names move between trees (kmalloc became
+ * __kmalloc_noprof, ...) are reached only from here, through the tree's own
+ * headers, so the Rust object never names them.
+ */
+#include <linux/bug.h>
+#include <linux/log2.h>
+#include <linux/mutex.h>
+#include <linux/printk.h>
+#include <linux/slab.h>
+
+#include "ferrite_compat.h"
+
+void *ferrite_k_alloc(size_t size, size_t align)
+{
+	/*
+	 * kmalloc aligns to ARCH_KMALLOC_MINALIGN, and power-of-two sizes to
+	 * their size; round up for larger alignments.
+	 */
+	if (align > ARCH_KMALLOC_MINALIGN) {
+		if (size < align)
+			size = align;
+		size = roundup_pow_of_two(size);
+	}
+	return kmalloc(size ? size : 1, GFP_KERNEL);
+}
+
+void ferrite_k_free(void *ptr)
+{
+	kfree(ptr);
+}
+
+void ferrite_k_log(int level, const u8 *msg, size_t len)
+{
+	int n = min_t(size_t, len, 512);
+
+	switch (level) {
+	case FERRITE_LOG_ERR:
+		pr_err("ferrite: %.*s\n", n, msg);
+		break;
+	case FERRITE_LOG_WARNING:
+		pr_warn("ferrite: %.*s\n", n, msg);
+		break;
+	case FERRITE_LOG_INFO:
+		pr_info("ferrite: %.*s\n", n, msg);
+		break;
+	default:
+		pr_debug("ferrite: %.*s\n", n, msg);
+		break;
+	}
+}
+
+void ferrite_k_bug(const u8 *msg, size_t len)
+{
+	pr_emerg("ferrite: %.*s\n", (int)min_t(size_t, len, 512), msg);
+	BUG();
+}
+
+struct ferrite_k_mutex {
+	struct mutex lock;
+};
+
+struct ferrite_k_mutex *ferrite_k_mutex_new(void)
+{
+	struct ferrite_k_mutex *m = kmalloc(sizeof(*m), GFP_KERNEL);
+
+	if (m)
+		mutex_init(&m->lock);
+	return m;
+}
+
+void ferrite_k_mutex_free(struct ferrite_k_mutex *m)
+{
+	if (m)
+		mutex_destroy(&m->lock);
+	kfree(m);
+}
+
+void ferrite_k_mutex_lock(struct ferrite_k_mutex *m)
+{
+	mutex_lock(&m->lock);
+}
+
+void ferrite_k_mutex_unlock(struct ferrite_k_mutex *m)
+{
+	mutex_unlock(&m->lock);
+}

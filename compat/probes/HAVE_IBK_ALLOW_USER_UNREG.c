@@ -1,0 +1,7 @@
+// SPDX-License-Identifier: GPL-2.0
+#include <rdma/ib_verbs.h>
+
+void probe(struct ib_device *dev)
+{
+	dev->attrs.kernel_cap_flags |= IBK_ALLOW_USER_UNREG;
+}

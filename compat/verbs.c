@@ -1,0 +1,159 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * verbs.c - ferrite's ib_device_ops.
+ *
+ * Each callback converts between the tree's structures and the fixed ones
+ * of ferrite_compat.h and lets Rust decide.  Only the device, port and PD
+ * verbs exist so far; without the QP/CQ/MR verbs the core does not offer the
+ * device to in-kernel consumers (kverbs_provider stays false).
+ */
+#include <linux/netdevice.h>
+#include <linux/rtnetlink.h>
+#include <rdma/ib_mad.h>
+#include <rdma/ib_verbs.h>
+
+#include "ferrite.h"
+
+void ferrite_read_netdev_state(struct net_device *ndev,
+			       struct ferrite_netdev_state *st)
+{
+	memset(st, 0, sizeof(*st));
+	st->mtu = READ_ONCE(ndev->mtu);
+	st->running = netif_running(ndev);
+	st->carrier = netif_carrier_ok(ndev);
+}
+
+static int ferrite_query_device(struct ib_device *ibdev,
+				struct ib_device_attr *attr,
+				struct ib_udata *udata)
+{
+	struct ferrite_dev *fdev = to_fdev(ibdev);
+	struct ferrite_dev_attr a;
+
+	if (udata && (udata->inlen || udata->outlen))
+		return -EINVAL;
+
+	ferrite_rs_dev_query(fdev->rs, &a);
+	attr->fw_ver = a.fw_ver;
+	attr->sys_image_guid = (__force __be64)a.sys_image_guid;
+	attr->max_mr_size = a.max_mr_size;
+	attr->page_size_cap = a.page_size_cap;
+	attr->vendor_id = a.vendor_id;
+	attr->vendor_part_id = a.vendor_part_id;
+	attr->hw_ver = a.hw_ver;
+	attr->max_qp = a.max_qp;
+	attr->max_qp_wr = a.max_qp_wr;
+	attr->max_send_sge = a.max_send_sge;
+	attr->max_recv_sge = a.max_recv_sge;
+	attr->max_sge_rd = a.max_sge_rd;
+	attr->max_cq = a.max_cq;
+	attr->max_cqe = a.max_cqe;
+	attr->max_mr = a.max_mr;
+	attr->max_pd = a.max_pd;
+	attr->max_qp_rd_atom = a.max_qp_rd_atom;
+	attr->max_qp_init_rd_atom = a.max_qp_init_rd_atom;
+	attr->max_res_rd_atom = a.max_res_rd_atom;
+	attr->max_srq = a.max_srq;
+	attr->max_srq_wr = a.max_srq_wr;
+	attr->max_srq_sge = a.max_srq_sge;
+	attr->max_ah = a.max_ah;
+	attr->max_mcast_grp = a.max_mcast_grp;
+	attr->max_mcast_qp_attach = a.max_mcast_qp_attach;
+	attr->max_total_mcast_qp_attach = a.max_total_mcast_qp_attach;
+	attr->max_fast_reg_page_list_len = a.max_fast_reg_page_list_len;
+	attr->max_pkeys = a.max_pkeys;
+	attr->local_ca_ack_delay = a.local_ca_ack_delay;
+	/* "rdma link delete" may remove the device. */
+#ifdef HAVE_IBK_ALLOW_USER_UNREG
+	attr->kernel_cap_flags |= IBK_ALLOW_USER_UNREG;
+#else
+	attr->device_cap_flags |= IB_DEVICE_ALLOW_USER_UNREG;
+#endif
+	return 0;
+}
+
+static int ferrite_query_port(struct ib_device *ibdev, ferrite_port_t port,
+			      struct ib_port_attr *attr)
+{
+	struct ferrite_dev *fdev = to_fdev(ibdev);
+	struct ferrite_netdev_state st;
+	struct ferrite_port_attr a;
+
+	ferrite_read_netdev_state(fdev->ndev, &st);
+	ferrite_rs_port_query(fdev->rs, &st, &a);
+	attr->state = a.state;
+	attr->phys_state = a.phys_state;
+	attr->max_mtu = a.max_mtu;
+	attr->active_mtu = a.active_mtu;
+	attr->gid_tbl_len = a.gid_tbl_len;
+	attr->pkey_tbl_len = a.pkey_tbl_len;
+	attr->max_msg_sz = a.max_msg_sz;
+	attr->port_cap_flags = IB_PORT_CM_SUP;
+	return ib_get_eth_speed(ibdev, port, &attr->active_speed,
+				&attr->active_width);
+}
+
+static int ferrite_get_port_immutable(struct ib_device *ibdev,
+				      ferrite_port_t port,
+				      struct ib_port_immutable *immutable)
+{
+	struct ib_port_attr attr;
+	int err;
+
+	err = ib_query_port(ibdev, port, &attr);
+	if (err)
+		return err;
+	immutable->pkey_tbl_len = attr.pkey_tbl_len;
+	immutable->gid_tbl_len = attr.gid_tbl_len;
+	immutable->core_cap_flags = RDMA_CORE_PORT_IBA_ROCE_UDP_ENCAP;
+	immutable->max_mad_size = IB_MGMT_MAD_SIZE;
+	return 0;
+}
+
+static enum rdma_link_layer ferrite_get_link_layer(struct ib_device *ibdev,
+						   ferrite_port_t port)
+{
+	return IB_LINK_LAYER_ETHERNET;
+}
+
+static int ferrite_query_pkey(struct ib_device *ibdev, ferrite_port_t port,
+			      u16 index, u16 *pkey)
+{
+	/* A RoCE port has the default partition only. */
+	if (index != 0)
+		return -EINVAL;
+	*pkey = 0xffff;
+	return 0;
+}
+
+static int ferrite_alloc_pd(struct ib_pd *ibpd, struct ib_udata *udata)
+{
+	return ferrite_rs_pd_alloc(to_fdev(ibpd->device)->rs);
+}
+
+static int ferrite_dealloc_pd(struct ib_pd *ibpd, struct ib_udata *udata)
+{
+	ferrite_rs_pd_free(to_fdev(ibpd->device)->rs);
+	return 0;
+}
+
+static void ferrite_dealloc_driver(struct ib_device *ibdev)
+{
+	ferrite_dev_release(to_fdev(ibdev));
+}
+
+const struct ib_device_ops ferrite_dev_ops = {
+	.owner = THIS_MODULE,
+	.driver_id = RDMA_DRIVER_UNKNOWN,
+
+	.alloc_pd = ferrite_alloc_pd,
+	.dealloc_driver = ferrite_dealloc_driver,
+	.dealloc_pd = ferrite_dealloc_pd,
+	.get_link_layer = ferrite_get_link_layer,
+	.get_port_immutable = ferrite_get_port_immutable,
+	.query_device = ferrite_query_device,
+	.query_pkey = ferrite_query_pkey,
+	.query_port = ferrite_query_port,
+
+	INIT_RDMA_OBJ_SIZE(ib_pd, ferrite_pd, ibpd),
+};

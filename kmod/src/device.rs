@@ -1,0 +1,246 @@
+//! One ferrite device: what it reports about itself and its port, and its PD count.
+//!
+//! A device is bound to one Ethernet net_device for its whole life.  Its node GUID
+//! is the modified EUI-64 of the netdev's MAC, as for every RoCE device, so a GUID
+//! names the same port across reboots.  Port state and MTU are read live from the
+//! netdev on every query, so they follow carrier and `ip link set mtu` at once.
+
+use core::sync::atomic::{AtomicU32, Ordering};
+
+use crate::caps::{self, LIMITS};
+use crate::kernel::{Error, Result};
+
+/// IB MTU enum values (enum ib_mtu).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[repr(u8)]
+pub enum IbMtu {
+    M256 = 1,
+    M512 = 2,
+    M1024 = 3,
+    M2048 = 4,
+    M4096 = 5,
+}
+
+impl IbMtu {
+    pub fn bytes(self) -> u32 {
+        128 << (self as u32)
+    }
+}
+
+/// Bytes of headers around a RoCE v2 payload inside the netdev MTU: IPv6 (40, the
+/// larger IP header) + UDP (8) + BTH (12) + the largest extended headers (RETH 16)
+/// + ICRC (4), rounded up as soft-RoCE does.
+pub const ROCE_OVERHEAD: u32 = 80;
+
+/// The largest IB MTU whose packets fit a netdev MTU of `mtu` bytes.
+/// Below the smallest IB MTU the answer is still 256: the port is unusable for
+/// full-sized packets and reports what IB allows at least.
+pub fn ib_mtu_for(netdev_mtu: u32) -> IbMtu {
+    let payload = netdev_mtu.saturating_sub(ROCE_OVERHEAD);
+    [IbMtu::M4096, IbMtu::M2048, IbMtu::M1024, IbMtu::M512]
+        .into_iter()
+        .find(|m| payload >= m.bytes())
+        .unwrap_or(IbMtu::M256)
+}
+
+/// Modified EUI-64 from a 48-bit MAC (RFC 4291 appendix A), in wire byte order.
+pub fn guid_from_mac(mac: &[u8; 6]) -> [u8; 8] {
+    [mac[0] ^ 0x02, mac[1], mac[2], 0xff, 0xfe, mac[3], mac[4], mac[5]]
+}
+
+/// What the C side tells about a net_device when a device is made on it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Netdev {
+    pub key: u64,
+    pub ifindex: u32,
+    pub mac: [u8; 6],
+}
+
+/// ARPHRD_ETHER.
+pub const ARPHRD_ETHER: u16 = 1;
+
+impl Netdev {
+    /// Accept only Ethernet-like devices with a real (non-zero, unicast) MAC.
+    pub fn new(key: u64, ifindex: u32, ty: u16, addr: &[u8]) -> Result<Netdev> {
+        if ty != ARPHRD_ETHER || addr.len() != 6 {
+            return Err(Error::EINVAL);
+        }
+        let mut mac = [0u8; 6];
+        mac.copy_from_slice(addr);
+        if mac == [0; 6] || mac[0] & 1 != 0 {
+            return Err(Error::EINVAL);
+        }
+        Ok(Netdev { key, ifindex, mac })
+    }
+}
+
+/// Live netdev state for a port query.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LinkState {
+    pub mtu: u32,
+    pub running: bool,
+    pub carrier: bool,
+}
+
+/// IB port states (enum ib_port_state) and physical states.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PortState {
+    Down = 1,
+    Active = 4,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PhysState {
+    Disabled = 3,
+    LinkUp = 5,
+}
+
+/// Port attributes, as `query_port` reports them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PortAttr {
+    pub state: PortState,
+    pub phys_state: PhysState,
+    pub max_mtu: IbMtu,
+    pub active_mtu: IbMtu,
+    pub gid_tbl_len: u32,
+    pub pkey_tbl_len: u16,
+    pub max_msg_sz: u32,
+}
+
+/// One ferrite device.
+#[derive(Debug)]
+pub struct Device {
+    netdev: Netdev,
+    pds: AtomicU32,
+}
+
+impl Device {
+    pub fn new(netdev: Netdev) -> Device {
+        Device { netdev, pds: AtomicU32::new(0) }
+    }
+
+    pub fn netdev(&self) -> &Netdev {
+        &self.netdev
+    }
+
+    /// Node GUID in wire order.
+    pub fn node_guid(&self) -> [u8; 8] {
+        guid_from_mac(&self.netdev.mac)
+    }
+
+    /// Port attributes for the netdev's present state.
+    pub fn port_attr(&self, link: LinkState) -> PortAttr {
+        let up = link.running && link.carrier;
+        PortAttr {
+            state: if up { PortState::Active } else { PortState::Down },
+            phys_state: if up { PhysState::LinkUp } else { PhysState::Disabled },
+            max_mtu: IbMtu::M4096,
+            active_mtu: ib_mtu_for(link.mtu),
+            gid_tbl_len: caps::GID_TABLE_LEN,
+            pkey_tbl_len: caps::PKEY_TABLE_LEN,
+            max_msg_sz: caps::MAX_MSG_SIZE,
+        }
+    }
+
+    /// Account a new protection domain; `ENOMEM` past the device limit.
+    pub fn pd_alloc(&self) -> Result {
+        self.pds
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < LIMITS.max_pd).then_some(n + 1)
+            })
+            .map(|_| ())
+            .map_err(|_| Error::ENOMEM)
+    }
+
+    /// Release one protection domain.  A release with none live is a caller bug;
+    /// it is reported and ignored rather than wrapping the count.
+    pub fn pd_free(&self) {
+        if self
+            .pds
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
+            .is_err()
+        {
+            pr_err!("PD released on ifindex {} with none allocated", self.netdev.ifindex);
+        }
+    }
+
+    pub fn pd_count(&self) -> u32 {
+        self.pds.load(Ordering::Acquire)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dev() -> Device {
+        Device::new(Netdev::new(1, 3, ARPHRD_ETHER, &[0x52, 0x54, 0, 0x12, 0x34, 0x56]).unwrap())
+    }
+
+    #[test]
+    fn guid_is_modified_eui64() {
+        assert_eq!(
+            dev().node_guid(),
+            [0x50, 0x54, 0x00, 0xff, 0xfe, 0x12, 0x34, 0x56]
+        );
+        // The U/L bit flips both ways.
+        assert_eq!(guid_from_mac(&[0x02, 1, 2, 3, 4, 5])[0], 0x00);
+    }
+
+    #[test]
+    fn mtu_follows_netdev_mtu_like_soft_roce() {
+        assert_eq!(ib_mtu_for(1500), IbMtu::M1024);
+        assert_eq!(ib_mtu_for(9000), IbMtu::M4096);
+        assert_eq!(ib_mtu_for(4096 + 80), IbMtu::M4096);
+        assert_eq!(ib_mtu_for(4096 + 79), IbMtu::M2048);
+        assert_eq!(ib_mtu_for(2048 + 80), IbMtu::M2048);
+        assert_eq!(ib_mtu_for(1024 + 80), IbMtu::M1024);
+        assert_eq!(ib_mtu_for(1024 + 79), IbMtu::M512);
+        assert_eq!(ib_mtu_for(1000), IbMtu::M512);
+        assert_eq!(ib_mtu_for(68), IbMtu::M256);
+        assert_eq!(ib_mtu_for(0), IbMtu::M256);
+        assert_eq!(IbMtu::M4096.bytes(), 4096);
+        assert_eq!(IbMtu::M256.bytes(), 256);
+    }
+
+    #[test]
+    fn port_state_follows_carrier_and_admin_state() {
+        let d = dev();
+        let up = d.port_attr(LinkState { mtu: 1500, running: true, carrier: true });
+        assert_eq!((up.state, up.phys_state), (PortState::Active, PhysState::LinkUp));
+        assert_eq!(up.active_mtu, IbMtu::M1024);
+        for (running, carrier) in [(true, false), (false, true), (false, false)] {
+            let a = d.port_attr(LinkState { mtu: 9000, running, carrier });
+            assert_eq!((a.state, a.phys_state), (PortState::Down, PhysState::Disabled));
+            assert_eq!(a.active_mtu, IbMtu::M4096);
+        }
+    }
+
+    #[test]
+    fn netdev_must_be_ethernet_with_unicast_mac() {
+        let mac = [0x52, 0x54, 0, 1, 2, 3];
+        assert!(Netdev::new(1, 1, ARPHRD_ETHER, &mac).is_ok());
+        assert_eq!(Netdev::new(1, 1, 772, &mac), Err(Error::EINVAL)); // loopback
+        assert_eq!(Netdev::new(1, 1, ARPHRD_ETHER, &[0; 6]), Err(Error::EINVAL));
+        assert_eq!(Netdev::new(1, 1, ARPHRD_ETHER, &[1, 0, 0, 0, 0, 1]), Err(Error::EINVAL));
+        assert_eq!(Netdev::new(1, 1, ARPHRD_ETHER, &mac[..4]), Err(Error::EINVAL));
+    }
+
+    #[test]
+    fn pd_count_is_bounded_and_never_wraps() {
+        let d = dev();
+        for _ in 0..LIMITS.max_pd {
+            d.pd_alloc().unwrap();
+        }
+        assert_eq!(d.pd_alloc(), Err(Error::ENOMEM));
+        assert_eq!(d.pd_count(), LIMITS.max_pd);
+        for _ in 0..LIMITS.max_pd {
+            d.pd_free();
+        }
+        assert_eq!(d.pd_count(), 0);
+        crate::kernel::host::take_log();
+        d.pd_free();
+        assert_eq!(d.pd_count(), 0);
+        assert!(crate::kernel::host::take_log()[0].1.contains("none allocated"));
+    }
+}

@@ -1,0 +1,198 @@
+"""Building ferrite.ko: the Rust object once, then compat probes and Kbuild per target.
+
+The Rust object is target-independent (it sees the kernel only through
+compat/ferrite_compat.h), so it is built once on the host.  Everything that touches a
+kernel tree runs inside that target's root with the target release's own compiler:
+the probes that write compat/config.h, and the Kbuild of ferrite.ko.
+"""
+
+import glob
+import json
+import os
+import re
+import shutil
+import subprocess
+
+from . import rootfs, util
+
+TOP = util.TOP
+
+# Codegen for a kernel-ready object (see docs/toolchain.md).
+RUST_FLAGS = [
+    "-Crelocation-model=static", "-Ccode-model=kernel", "-Cno-redzone=y",
+    "-Cforce-unwind-tables=n", "-Cjump-tables=n",
+    # Without it LLVM reaches memcpy & co. through the GOT: "Unknown rela relocation: 9".
+    "-Zplt=yes",
+    # The kernel's mitigations, as arch/x86/Makefile sets them for C.
+    "-Zcf-protection=branch", "-Zretpoline-external-thunk", "-Zindirect-branch-cs-prefix",
+    "-Zfunction-return=thunk-extern", "-Zpatchable-function-entry=16,16",
+]
+
+RUST_OBJ = os.path.join(TOP, "build", "rust", "ferrite_rust.o")
+
+# What the Rust object may leave for the kernel or compat layer to define.
+ALLOWED_UNDEFINED = re.compile(
+    r"^(ferrite_k_\w+|memcpy|memmove|memset|memcmp|bcmp|__x86_indirect_thunk_\w+|"
+    r"__x86_return_thunk|__fentry__)$")
+
+
+def build_rust(logf):
+    """Build kmod/ into build/rust/ferrite_rust.o (one relocatable object)."""
+    util.build_dir("rust")
+    env = {"RUSTC_BOOTSTRAP": "1", "RUSTFLAGS": " ".join(RUST_FLAGS),
+           "CARGO_TARGET_DIR": os.path.join(TOP, "build", "rust-target")}
+    util.run(["cargo", "rustc", "-q", "-p", "ferrite-kmod", "--release",
+              "--target", "x86_64-unknown-none", "-Zbuild-std=core,alloc",
+              "--crate-type", "staticlib"], env=env, logfile=logf, cwd=TOP)
+    lib = os.path.join(TOP, "build", "rust-target", "x86_64-unknown-none", "release",
+                       "libferrite_kmod.a")
+    nm = subprocess.run(["nm", "--defined-only", "-g", lib], capture_output=True,
+                        text=True, check=True).stdout
+    roots = sorted({ln.split()[-1] for ln in nm.splitlines()
+                    if re.search(r" T ferrite_rs_\w+$", ln)})
+    if not roots:
+        raise util.Fail("the Rust staticlib exports no ferrite_rs_* symbol")
+    # compiler_builtins is left out: it brings weak memcpy/memset that would shadow the
+    # kernel's.  Anything else it would have provided shows up as an undefined symbol
+    # in check_rust_object() below.
+    members = os.path.join(TOP, "build", "rust", "members")
+    shutil.rmtree(members, ignore_errors=True)
+    os.makedirs(members)
+    util.run(["ar", "x", lib], cwd=members, logfile=logf)
+    objs = sorted(os.path.join(members, m) for m in os.listdir(members)
+                  if m.endswith(".o") and not m.startswith("compiler_builtins"))
+    cmd = ["ld", "-r", "--gc-sections", "-o", RUST_OBJ]
+    for r in roots:
+        cmd += ["-u", r]
+    util.run(cmd + objs, logfile=logf)
+    # Embedded LLVM bitcode is for LTO only; modpost rejects the sections.
+    util.run(["objcopy", "--remove-section=.llvmbc", "--remove-section=.llvmcmd", RUST_OBJ],
+             logfile=logf)
+    check_rust_object(RUST_OBJ)
+    return RUST_OBJ
+
+
+def check_rust_object(obj):
+    """Refuse an object the kernel's module loader or Kbuild would trip over."""
+    rel = subprocess.run(["readelf", "-rW", obj], capture_output=True, text=True,
+                         check=True).stdout
+    bad = sorted(set(re.findall(r"R_X86_64_(?:REX_)?GOTPC\w*", rel)))
+    if bad:
+        raise util.Fail(f"{obj}: GOT relocations {bad}; the module loader rejects them")
+    syms = subprocess.run(["nm", obj], capture_output=True, text=True, check=True).stdout
+    undef, mem_defined = [], []
+    for ln in syms.splitlines():
+        parts = ln.split()
+        if len(parts) == 2 and parts[0] == "U" and not ALLOWED_UNDEFINED.match(parts[1]):
+            undef.append(parts[1])
+        if len(parts) == 3 and parts[1] in "TWtw" and parts[2] in (
+                "memcpy", "memmove", "memset", "memcmp", "bcmp"):
+            mem_defined.append(parts[2])
+    if undef:
+        raise util.Fail(f"{obj}: needs symbols outside the compat interface: {undef}")
+    if mem_defined:
+        raise util.Fail(f"{obj}: defines {mem_defined}; the kernel's must be used")
+
+
+def probe_names():
+    names = []
+    with open(os.path.join(TOP, "compat", "probes.list")) as f:
+        for line in f:
+            line = line.strip()
+            if line and not line.startswith("#"):
+                names.append(line.split()[0])
+    on_disk = {os.path.basename(p)[:-2] for p in glob.glob(os.path.join(TOP, "compat/probes/*.c"))}
+    if set(names) != on_disk:
+        raise util.Fail(f"compat/probes.list and compat/probes/*.c disagree: "
+                        f"{sorted(set(names) ^ on_disk)}")
+    return names
+
+
+def in_root(root, mod_dir, script, logf):
+    """Run `script` (sh) inside the target root with mod_dir bind-mounted at /mnt."""
+    inner = ("set -e; mount --bind \"$1\" \"$2/mnt\"; mount -t proc proc \"$2/proc\"; "
+             "exec chroot \"$2\" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root "
+             "/bin/sh -c \"$3\"")
+    return util.run(["unshare", "-m", "sh", "-c", inner, "sh", mod_dir, root, script],
+                    logfile=logf, check=False)
+
+
+def run_probes(root, res, mod, logdir):
+    """Compile each probe against the target's headers; write compat/config.h."""
+    kdir = f"/usr/src/linux-headers-{res['kernel']}"
+    pdir = os.path.join(mod, "probes")
+    shutil.rmtree(pdir, ignore_errors=True)
+    os.makedirs(pdir)
+    names = probe_names()
+    with open(os.path.join(pdir, "Kbuild"), "w") as f:
+        f.write("ccflags-y := -Werror\nobj-m := " + " ".join(n + ".o" for n in names) + "\n")
+    for n in names:
+        shutil.copy(os.path.join(TOP, "compat", "probes", n + ".c"), pdir)
+    results = {}
+    for n in names:
+        plog = os.path.join(logdir, "probes", n + ".log")
+        os.makedirs(os.path.dirname(plog), exist_ok=True)
+        if os.path.exists(plog):
+            os.unlink(plog)
+        r = in_root(root, mod, f"make -C {kdir} M=/mnt/probes {n}.o", plog)
+        ok = r.returncode == 0 and os.path.exists(os.path.join(pdir, n + ".o"))
+        results[n] = ok
+        util.log(f"{res['target']}: probe {n}: {'yes' if ok else 'no'}"
+                 + ("" if ok else f" (log: {os.path.relpath(plog, TOP)})"))
+    lines = ["/* Generated by scripts/ferrite from compat/probes.list: do not edit. */",
+             f"/* target {res['target']}, kernel {res['kernel']} */"]
+    for n in names:
+        lines.append(f"#define {n} 1" if results[n] else f"/* {n} is not set */")
+    with open(os.path.join(mod, "compat", "config.h"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+    return results
+
+
+# Build output that means the build is not clean.
+DIRTY = re.compile(r"warning:|WARNING:|objtool:.*(warning|error)|Error \d|error:", re.I)
+
+
+def build_target(name):
+    """Build ferrite.ko for one target; returns a dict describing the build."""
+    logdir = util.build_dir(name)
+    root, res = rootfs.ensure(name, logdir)
+    logf = os.path.join(logdir, "build.log")
+    if os.path.exists(logf):
+        os.unlink(logf)
+    if not os.path.exists(RUST_OBJ):
+        build_rust(os.path.join(TOP, "build", "rust", "build.log"))
+    mod = os.path.join(logdir, "mod")
+    shutil.rmtree(mod, ignore_errors=True)
+    os.makedirs(os.path.join(mod, "rust"))
+    shutil.copytree(os.path.join(TOP, "compat"), os.path.join(mod, "compat"),
+                    ignore=shutil.ignore_patterns("probes", "probes.list"))
+    shutil.copy(os.path.join(TOP, "Kbuild"), mod)
+    shutil.copy(RUST_OBJ, os.path.join(mod, "rust", "ferrite_rust.bin"))
+    probes = run_probes(root, res, mod, logdir)
+    kdir = f"/usr/src/linux-headers-{res['kernel']}"
+    util.log(f"{name}: building ferrite.ko against {res['kernel']} (log: {os.path.relpath(logf, TOP)})")
+    r = in_root(root, mod, f"make -C {kdir} M=/mnt modules", logf)
+    text = open(logf, errors="replace").read()
+    ko = os.path.join(mod, "ferrite.ko")
+    if r.returncode != 0 or not os.path.exists(ko):
+        tail = "\n".join(text.splitlines()[-15:])
+        raise util.Fail(f"{name}: Kbuild failed (log: {logf})\n{tail}")
+    dirty = [ln for ln in text.splitlines() if DIRTY.search(ln) and not ln.startswith("$ ")]
+    if dirty:
+        raise util.Fail(f"{name}: the build is not clean (log: {logf}):\n" + "\n".join(dirty[:20]))
+    # Kbuild records each object's command in its .cmd file: objtool must be in the
+    # Rust object's (per-object trees) or the linked module object's (IBT trees).
+    cmds = ""
+    for c in (os.path.join(mod, "rust", ".ferrite_rust.o.cmd"), os.path.join(mod, ".ferrite.o.cmd")):
+        if os.path.exists(c):
+            cmds += open(c, errors="replace").read()
+    objtool_rust = "objtool" in cmds
+    if not objtool_rust:
+        raise util.Fail(f"{name}: objtool did not run over the Rust code (see {mod}/rust/.ferrite_rust.o.cmd)")
+    shutil.copy(ko, os.path.join(logdir, "ferrite.ko"))
+    info = {"resolved": res, "probes": probes, "root": root,
+            "objtool_over_rust": objtool_rust}
+    with open(os.path.join(logdir, "build.json"), "w") as f:
+        json.dump(info, f, indent=1)
+    util.log(f"{name}: built {os.path.relpath(os.path.join(logdir, 'ferrite.ko'), TOP)}")
+    return info
