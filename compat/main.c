@@ -26,28 +26,23 @@ static DEFINE_MUTEX(ferrite_lock);
 static atomic_t ferrite_ndevs = ATOMIC_INIT(0);
 static DECLARE_WAIT_QUEUE_HEAD(ferrite_release_wq);
 
-static void ferrite_dev_free_unregistered(struct ferrite_dev *fdev)
-{
-	mutex_lock(&ferrite_lock);
-	list_del(&fdev->list);
-	mutex_unlock(&ferrite_lock);
-	ferrite_rs_dev_destroy(fdev->rs);
-	dev_put(fdev->ndev);
-	ib_dealloc_device(&fdev->ibdev);
-	if (atomic_dec_and_test(&ferrite_ndevs))
-		wake_up(&ferrite_release_wq);
-}
-
+/*
+ * Called by the core through ->dealloc_driver: after unregistration, or from
+ * ib_dealloc_device() when registration never completed.
+ */
 void ferrite_dev_release(struct ferrite_dev *fdev)
 {
+	bool listed;
+
 	mutex_lock(&ferrite_lock);
-	list_del(&fdev->list);
+	listed = !list_empty(&fdev->list);
+	list_del_init(&fdev->list);
 	mutex_unlock(&ferrite_lock);
 	ferrite_rs_dev_destroy(fdev->rs);
 	fdev->rs = NULL;
 	dev_put(fdev->ndev);
 	/* The core frees the ib_device itself after this returns. */
-	if (atomic_dec_and_test(&ferrite_ndevs))
+	if (listed && atomic_dec_and_test(&ferrite_ndevs))
 		wake_up(&ferrite_release_wq);
 }
 
@@ -82,9 +77,12 @@ static int ferrite_newlink(const char *name, struct net_device *ndev)
 		ferrite_rs_dev_destroy(rs);
 		return -ENOMEM;
 	}
+	/* From here on ib_dealloc_device() undoes everything (->dealloc_driver). */
 	fdev->rs = rs;
 	fdev->ndev = ndev;
 	dev_hold(ndev);
+	INIT_LIST_HEAD(&fdev->list);
+	ib_set_device_ops(&fdev->ibdev, &ferrite_dev_ops);
 
 	ferrite_rs_dev_query(rs, &attr);
 	fdev->ibdev.node_type = RDMA_NODE_IB_CA;
@@ -92,7 +90,6 @@ static int ferrite_newlink(const char *name, struct net_device *ndev)
 	fdev->ibdev.phys_port_cnt = 1;
 	fdev->ibdev.num_comp_vectors = 1;
 	strscpy(fdev->ibdev.node_desc, "ferrite", sizeof(fdev->ibdev.node_desc));
-	ib_set_device_ops(&fdev->ibdev, &ferrite_dev_ops);
 
 	/*
 	 * Join the list before registering, unless the netdev is already on
@@ -103,10 +100,8 @@ static int ferrite_newlink(const char *name, struct net_device *ndev)
 	mutex_lock(&ferrite_lock);
 	if (ndev->reg_state != NETREG_REGISTERED) {
 		mutex_unlock(&ferrite_lock);
-		ferrite_rs_dev_destroy(rs);
-		dev_put(ndev);
-		ib_dealloc_device(&fdev->ibdev);
-		return -ENODEV;
+		err = -ENODEV;
+		goto err_dealloc;
 	}
 	list_add_tail(&fdev->list, &ferrite_devices);
 	atomic_inc(&ferrite_ndevs);
@@ -114,12 +109,12 @@ static int ferrite_newlink(const char *name, struct net_device *ndev)
 
 	err = ib_device_set_netdev(&fdev->ibdev, ndev, 1);
 	if (err)
-		goto err_free;
+		goto err_dealloc;
 	err = ib_register_device(&fdev->ibdev, name, NULL);
 	if (err) {
 		pr_err("ferrite: registering %s on %s failed: %d\n", name,
 		       ndev->name, err);
-		goto err_free;
+		goto err_dealloc;
 	}
 
 	mutex_lock(&ferrite_lock);
@@ -132,8 +127,8 @@ static int ferrite_newlink(const char *name, struct net_device *ndev)
 		pr_info("ferrite: %s added on %s\n", name, ndev->name);
 	return 0;
 
-err_free:
-	ferrite_dev_free_unregistered(fdev);
+err_dealloc:
+	ib_dealloc_device(&fdev->ibdev);
 	return err;
 }
 

@@ -125,7 +125,10 @@ def run_probes(root, res, mod, logdir):
     os.makedirs(pdir)
     names = probe_names()
     with open(os.path.join(pdir, "Kbuild"), "w") as f:
-        f.write("ccflags-y := -Werror\nobj-m := " + " ".join(n + ".o" for n in names) + "\n")
+        # Only the errors a probe means to provoke; an unrelated warning (a tree that
+        # adds -Wmissing-prototypes, say) must not turn a feature off.
+        f.write("ccflags-y := -Werror=incompatible-pointer-types -Werror=int-conversion\n"
+                "obj-m := " + " ".join(n + ".o" for n in names) + "\n")
     for n in names:
         shutil.copy(os.path.join(TOP, "compat", "probes", n + ".c"), pdir)
     results = {}

@@ -1,0 +1,132 @@
+"""The boot test: for each target, build ferrite.ko, boot the target's kernel, run
+tests/guest/boot-test.sh inside, and report KTAP.
+
+Output: one KTAP test per target (named after it) with one subtest per check, a summary
+table of targets, and the closing line "N passed, N failed" counting targets.  Each
+target's serial log, guest log and dmesg stay in build/<target>/.
+"""
+
+import json
+import os
+import re
+import shutil
+import sys
+import time
+
+from . import boot, build, targets, util
+
+TOP = util.TOP
+
+# What must never appear in a guest's serial log (the guest script checks dmesg too).
+SPLAT = re.compile(r"WARNING:|BUG:|Oops|general protection|Call Trace|objtool|lockdep|"
+                   r"possible (recursive|circular) locking|suspicious RCU|"
+                   r"rcu.*(stall|detected)|Kernel panic|unregister_netdevice: waiting")
+
+BOOT_TIMEOUT = int(os.environ.get("FERRITE_BOOT_TIMEOUT", "420"))
+
+
+def prepare_guest_dir(name, ko, script):
+    g = os.path.join(util.build_dir(name), "guest")
+    shutil.rmtree(g, ignore_errors=True)
+    os.makedirs(os.path.join(g, "out"))
+    shutil.copy(ko, os.path.join(g, "ferrite.ko"))
+    shutil.copy(script, os.path.join(g, "run"))
+    os.chmod(os.path.join(g, "run"), 0o755)
+    return g
+
+
+def run_target(name):
+    """Returns (subtests, info): subtests is [(ok, name, [diag lines])]."""
+    sub, info = [], {"target": name}
+    t0 = time.time()
+    try:
+        b = build.build_target(name)
+        info["resolved"] = b["resolved"]
+        info["probes"] = b["probes"]
+        sub.append((True, "build", [f"probes: " + ", ".join(
+            f"{k}={'y' if v else 'n'}" for k, v in b["probes"].items())]))
+    except util.Fail as e:
+        sub.append((False, "build", str(e).splitlines()[:20]))
+        info["seconds"] = round(time.time() - t0, 1)
+        return sub, info
+    info["build_seconds"] = round(time.time() - t0, 1)
+    logdir = util.build_dir(name)
+    g = prepare_guest_dir(name, os.path.join(logdir, "ferrite.ko"),
+                          os.path.join(TOP, "tests", "guest", "boot-test.sh"))
+    serial = os.path.join(logdir, "serial.log")
+    q = boot.boot(name, g, BOOT_TIMEOUT, serial)
+    info["boot_seconds"] = q["seconds"]
+    out = os.path.join(g, "out")
+    done = os.path.exists(os.path.join(out, "done"))
+    diag = [f"QEMU {q['seconds']} s, exit {q['rc']}" + (", timed out" if q["timed_out"] else "")]
+    if not done:
+        diag += ["guest did not finish; serial log tail:"] + \
+            open(serial, errors="replace").read().splitlines()[-25:]
+    sub.append((done, "boot", diag))
+    pending = []
+    if os.path.exists(os.path.join(out, "results")):
+        for line in open(os.path.join(out, "results"), errors="replace"):
+            line = line.rstrip("\n")
+            if line.startswith("# "):
+                pending.append(line[2:])
+                continue
+            m = re.match(r"^(ok|not ok) - (\S+)$", line)
+            if m:
+                sub.append((m.group(1) == "ok", m.group(2), pending))
+                pending = []
+    serial_text = open(serial, errors="replace").read() if os.path.exists(serial) else ""
+    bad = [ln for ln in serial_text.splitlines() if SPLAT.search(ln)]
+    sub.append((not bad, "serial_log_clean", bad[:20]))
+    for f in ("guest.log", "dmesg.txt"):
+        p = os.path.join(out, f)
+        if os.path.exists(p):
+            shutil.copy(p, os.path.join(logdir, f))
+    info["seconds"] = round(time.time() - t0, 1)
+    return sub, info
+
+
+def ktap_target(idx, name, sub, info, w):
+    w("    KTAP version 1")
+    w(f"    # Subtest: {name}")
+    r = info.get("resolved")
+    if r:
+        w(f"    # kernel {r['kernel']} ({r['kernel_pkg_version']}, {r['kernel_note']}), "
+          f"rdma-core {r['rdma_core']}" + (f" ({r['rdma_core_note']})" if r.get("rdma_core_note") else ""))
+    w(f"    1..{len(sub)}")
+    for i, (ok, sname, diag) in enumerate(sub, 1):
+        for d in diag:
+            w(f"    # {d}")
+        w(f"    {'ok' if ok else 'not ok'} {i} {sname}")
+    passed = all(ok for ok, _, _ in sub)
+    w(f"{'ok' if passed else 'not ok'} {idx} {name}")
+    return passed
+
+
+def main(names, results_path=None):
+    lines = []
+
+    def w(s):
+        print(s, flush=True)
+        lines.append(s)
+
+    w("KTAP version 1")
+    w(f"1..{len(names)}")
+    summary = []
+    for i, n in enumerate(names, 1):
+        util.log(f"{n}: boot test")
+        sub, info = run_target(n)
+        ok = ktap_target(i, n, sub, info, w)
+        r = info.get("resolved") or {}
+        summary.append((n, r.get("kernel", "?"), r.get("rdma_core", "?"), ok,
+                        sum(1 for s in sub if s[0]), len(sub), info.get("seconds", 0)))
+        with open(os.path.join(util.build_dir(n), "result.json"), "w") as f:
+            json.dump({"ok": ok, "info": info, "subtests": sub}, f, indent=1)
+    w("# target          kernel                      rdma-core  result  checks  seconds")
+    for n, k, rc, ok, good, total, secs in summary:
+        w(f"# {n:<15} {k:<27} {rc:<10} {'ok' if ok else 'FAIL':<7} {good:>2}/{total:<4} {secs:>7}")
+    npass = sum(1 for s in summary if s[3])
+    w(f"{npass} passed, {len(summary) - npass} failed")
+    if results_path:
+        with open(results_path, "w") as f:
+            f.write("\n".join(lines) + "\n")
+    return npass == len(summary)

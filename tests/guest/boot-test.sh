@@ -1,0 +1,316 @@
+#!/bin/bash
+# ferrite's boot test, run as the guest's first process on the target's own root.
+#
+# It loads ferrite, makes devices on a veth pair, checks what the kernel shows of
+# them (rdma link show, sysfs, GIDs, port state), exercises the error cases, removes
+# devices every way there is (rdma link delete, ip link del, rmmod) and reloads.
+# Each check writes one result line to /ferrite/out/results; the host numbers them
+# into KTAP.  Diagnostics go on "# " lines before the result they explain.
+#
+# Addresses on the veth pair are documentation prefixes and never leave the guest:
+# the guest has no network device but the veth pair it makes.
+
+set -u
+export PATH=/usr/sbin:/usr/bin:/sbin:/bin
+export LC_ALL=C
+
+OUT=/ferrite/out
+RES=$OUT/results
+mkdir -p "$OUT"
+: > "$RES"
+exec >"$OUT/guest.log" 2>&1
+set -x
+
+busybox mount -t proc proc /proc
+busybox mount -t sysfs sysfs /sys
+busybox mount -t devtmpfs devtmpfs /dev 2>/dev/null
+busybox mount -t tmpfs tmpfs /run
+busybox mount -t tmpfs tmpfs /tmp
+KVER=$(uname -r)
+
+finish() {
+	dmesg > "$OUT/dmesg.txt"
+	cat /proc/sys/kernel/tainted > "$OUT/tainted"
+	echo done > "$OUT/done"
+	sync
+	echo o > /proc/sysrq-trigger
+	sleep 30
+}
+trap finish EXIT
+
+DIAG=""
+diag() { DIAG="$DIAG$*"$'\n'; }
+result() { # result NAME STATUS
+	if [ -n "$DIAG" ]; then
+		printf '%s' "$DIAG" | sed 's/^/# /' >> "$RES"
+		DIAG=""
+	fi
+	if [ "$2" -eq 0 ]; then
+		echo "ok - $1" >> "$RES"
+	else
+		echo "not ok - $1" >> "$RES"
+	fi
+}
+# check NAME FUNCTION...: run a check function, record its result.
+check() {
+	local name=$1
+	shift
+	"$@"
+	result "$name" $?
+}
+wait_for() { # wait_for SECONDS COMMAND...
+	local i
+	for ((i = 0; i < $1 * 10; i++)); do
+		"${@:2}" && return 0
+		sleep 0.1
+	done
+	return 1
+}
+ibdev_exists() { [ -e "/sys/class/infiniband/$1" ]; }
+ibdev_gone() { [ ! -e "/sys/class/infiniband/$1" ]; }
+ferrite_loaded() { [ -d /sys/module/ferrite ]; }
+ferrite_unloaded() { [ ! -d /sys/module/ferrite ]; }
+
+# --- set-up --------------------------------------------------------------------
+
+t_core_modules() {
+	local m
+	for m in ib_core ib_uverbs rdma_ucm veth; do
+		modprobe "$m" || { diag "modprobe $m failed"; return 1; }
+	done
+}
+
+t_install_module() {
+	mkdir -p "/lib/modules/$KVER/updates" &&
+		cp /ferrite/ferrite.ko "/lib/modules/$KVER/updates/" &&
+		depmod -a "$KVER" &&
+		modinfo ferrite | grep -q "^vermagic: *$KVER " ||
+		{ diag "ferrite.ko does not install for $KVER: $(modinfo -F vermagic ferrite 2>&1)"; return 1; }
+}
+
+t_module_load() {
+	modprobe ferrite || { diag "modprobe ferrite failed"; return 1; }
+	ferrite_loaded && dmesg | grep -q 'ferrite: loaded'
+}
+
+make_veth() {
+	ip link add v0 address 02:00:00:00:00:01 type veth \
+		peer name v1 address 02:00:00:00:00:02 || return 1
+	ip addr add 192.0.2.1/24 dev v0 &&
+		ip addr add 192.0.2.2/24 dev v1 &&
+		ip addr add 2001:db8::1/64 dev v0 nodad &&
+		ip addr add 2001:db8::2/64 dev v1 nodad &&
+		ip link set v0 up && ip link set v1 up
+}
+
+t_veth() { make_veth; }
+
+t_link_add() {
+	rdma link add f0 type ferrite netdev v0 || { diag "rdma link add f0 failed"; return 1; }
+	rdma link add f1 type ferrite netdev v1 || { diag "rdma link add f1 failed"; return 1; }
+	ibdev_exists f0 && ibdev_exists f1
+}
+
+# --- what the kernel shows -------------------------------------------------------
+
+t_rdma_link_show() {
+	local out
+	out=$(rdma link show)
+	diag "$out"
+	grep -Eq '^link f0/1 state ACTIVE physical_state LINK_UP netdev v0 *$' <<<"$out" &&
+		grep -Eq '^link f1/1 state ACTIVE physical_state LINK_UP netdev v1 *$' <<<"$out"
+}
+
+t_sysfs() {
+	local d=/sys/class/infiniband/f0
+	[ "$(cat $d/node_type)" = "1: CA" ] || { diag "node_type $(cat $d/node_type)"; return 1; }
+	[ "$(cat $d/ports/1/link_layer)" = "Ethernet" ] || { diag "link_layer $(cat $d/ports/1/link_layer)"; return 1; }
+	[ "$(cat $d/node_desc)" = "ferrite" ] || { diag "node_desc $(cat $d/node_desc)"; return 1; }
+	ls /sys/class/infiniband/f0/device/ >/dev/null 2>&1 || true
+}
+
+guid_of_mac() { # modified EUI-64, formatted as sysfs prints node_guid
+	local IFS=: m
+	read -ra m <<<"$1"
+	printf '%02x%s:%s%s:%s%s:%s%s\n' $((0x${m[0]} ^ 2)) "${m[1]}" "${m[2]}" ff fe "${m[3]}" "${m[4]}" "${m[5]}"
+}
+
+t_node_guid() {
+	local want got
+	want=$(guid_of_mac "$(cat /sys/class/net/v0/address)")
+	got=$(cat /sys/class/infiniband/f0/node_guid)
+	diag "node_guid $got, expected $want"
+	[ "$got" = "$want" ] && [ "$want" = "0000:00ff:fe00:0001" ]
+}
+
+# gid_index DEV GID: index of GID in DEV's port 1 table, if present.
+gid_index() {
+	local f
+	f=$(grep -lx "$2" /sys/class/infiniband/"$1"/ports/1/gids/* 2>/dev/null | head -1)
+	[ -n "$f" ] && basename "$f"
+}
+gid_present() { gid_index "$1" "$2" >/dev/null; }
+gid_absent() { ! gid_present "$1" "$2"; }
+
+V4GID=0000:0000:0000:0000:0000:ffff:c000:0201
+V6GID=2001:0db8:0000:0000:0000:0000:0000:0001
+
+t_gids() {
+	local i t n
+	for g in $V4GID $V6GID; do
+		wait_for 10 gid_present f0 $g || { diag "GID $g missing on f0"; return 1; }
+		i=$(gid_index f0 $g)
+		t=$(cat /sys/class/infiniband/f0/ports/1/gid_attrs/types/"$i")
+		n=$(cat /sys/class/infiniband/f0/ports/1/gid_attrs/ndevs/"$i")
+		diag "f0 GID[$i] $g type '$t' ndev '$n'"
+		[ "$t" = "RoCE v2" ] && [ "$n" = "v0" ] || return 1
+	done
+	# Only RoCE v2 GIDs: the port does not claim RoCE v1.
+	! grep -qx "IB/RoCE v1" /sys/class/infiniband/f0/ports/1/gid_attrs/types/* 2>/dev/null
+}
+
+t_gids_follow_addresses() {
+	ip addr del 192.0.2.1/24 dev v0 || return 1
+	wait_for 10 gid_absent f0 $V4GID || { diag "IPv4 GID stayed after ip addr del"; return 1; }
+	ip addr add 192.0.2.1/24 dev v0 || return 1
+	wait_for 10 gid_present f0 $V4GID || { diag "IPv4 GID did not come back"; return 1; }
+	ip addr add 2001:db8::99/64 dev v0 nodad || return 1
+	wait_for 10 gid_present f0 2001:0db8:0000:0000:0000:0000:0000:0099 ||
+		{ diag "new IPv6 GID did not appear"; return 1; }
+}
+
+port_state_is() { [ "$(cat /sys/class/infiniband/"$1"/ports/1/state)" = "$2" ]; }
+
+t_port_state_follows_carrier() {
+	ip link set v1 down || return 1
+	wait_for 10 port_state_is f0 "1: DOWN" || { diag "f0 state $(cat /sys/class/infiniband/f0/ports/1/state) with peer down"; return 1; }
+	[ "$(cat /sys/class/infiniband/f0/ports/1/phys_state)" = "3: Disabled" ] ||
+		{ diag "phys_state $(cat /sys/class/infiniband/f0/ports/1/phys_state)"; return 1; }
+	rdma link show f0/1 | grep -q 'state DOWN' || { diag "$(rdma link show f0/1)"; return 1; }
+	ip link set v1 up || return 1
+	wait_for 10 port_state_is f0 "4: ACTIVE" || { diag "f0 did not come back ACTIVE"; return 1; }
+	wait_for 10 port_state_is f1 "4: ACTIVE"
+}
+
+# --- error cases -------------------------------------------------------------------
+
+t_duplicate_netdev() {
+	local out
+	if out=$(rdma link add f2 type ferrite netdev v0 2>&1); then
+		diag "second device on v0 was accepted"; return 1
+	fi
+	diag "rdma: $out"
+	ibdev_gone f2 && dmesg | grep -q 'ferrite: v0 already carries a ferrite device'
+}
+
+t_missing_netdev() {
+	local out
+	if out=$(rdma link add f3 type ferrite netdev nosuch0 2>&1); then
+		diag "device on a missing netdev was accepted"; return 1
+	fi
+	diag "rdma: $out"
+	ibdev_gone f3
+}
+
+t_non_ethernet() {
+	local out
+	if out=$(rdma link add f4 type ferrite netdev lo 2>&1); then
+		diag "device on lo was accepted"; return 1
+	fi
+	diag "rdma: $out"
+	ibdev_gone f4 && dmesg | grep -q 'ferrite: lo is not an Ethernet device'
+}
+
+t_name_taken() {
+	ip link add v2 type veth peer name v3 || return 1
+	if rdma link add f0 type ferrite netdev v2 2>/dev/null; then
+		diag "a second f0 was accepted"; return 1
+	fi
+	# The failed attempt left nothing behind: v2 can still take a device.
+	rdma link add f5 type ferrite netdev v2 && ibdev_exists f5 &&
+		rdma link delete f5 && wait_for 10 ibdev_gone f5 && ip link del v2
+}
+
+# --- removal -------------------------------------------------------------------------
+
+t_link_delete() {
+	rdma link delete f1 || return 1
+	wait_for 10 ibdev_gone f1 && ibdev_exists f0
+}
+
+t_netdev_delete() {
+	rdma link add f1 type ferrite netdev v1 || return 1
+	ip link del v0 || return 1   # takes its peer v1 along
+	wait_for 20 ibdev_gone f0 || { diag "f0 survived its netdev"; return 1; }
+	wait_for 20 ibdev_gone f1 || { diag "f1 survived its netdev"; return 1; }
+	! ip link show v1 >/dev/null 2>&1
+}
+
+t_unload_with_devices() {
+	make_veth || return 1
+	rdma link add f0 type ferrite netdev v0 && rdma link add f1 type ferrite netdev v1 || return 1
+	rmmod ferrite || { diag "rmmod failed with devices present"; return 1; }
+	ferrite_unloaded && ibdev_gone f0 && ibdev_gone f1
+}
+
+t_autoload() {
+	# "rdma link add ... type ferrite" loads the module through its alias.
+	rdma link add f0 type ferrite netdev v0 || return 1
+	ferrite_loaded && ibdev_exists f0
+}
+
+t_reload() {
+	rmmod ferrite && ferrite_unloaded && ibdev_gone f0 || { diag "unload failed"; return 1; }
+	modprobe ferrite && ferrite_loaded || { diag "reload failed"; return 1; }
+	rmmod ferrite && ferrite_unloaded
+}
+
+t_no_leaks() {
+	local n
+	n=$(dmesg | grep -c 'ferrite: unloaded')
+	diag "unloads seen: $n"
+	[ "$n" -ge 3 ] || return 1
+	if dmesg | grep -E 'ferrite: .*(leak|left at exit|destroyed with)'; then
+		return 1
+	fi
+}
+
+SPLAT='WARNING:|BUG:|Oops|general protection|Call Trace|objtool|lockdep|possible (recursive|circular) locking|suspicious RCU|rcu.*(stall|detected)|unregister_netdevice: waiting|kmemleak|UBSAN|KASAN|refcount_t'
+
+t_dmesg_clean() {
+	local bad
+	bad=$(dmesg | grep -E "$SPLAT")
+	[ -z "$bad" ] || { diag "$bad"; return 1; }
+}
+
+t_taint() {
+	local t
+	t=$(cat /proc/sys/kernel/tainted)
+	diag "tainted=$t"
+	# Only O (out-of-tree, 4096) and E (unsigned, 8192) are expected.
+	[ $((t & ~(4096 | 8192))) -eq 0 ]
+}
+
+check core_modules t_core_modules
+check install_module t_install_module
+check module_load t_module_load
+check veth_pair t_veth
+check link_add t_link_add
+check rdma_link_show t_rdma_link_show
+check sysfs_device t_sysfs
+check node_guid t_node_guid
+check roce_v2_gids t_gids
+check gids_follow_addresses t_gids_follow_addresses
+check port_state_follows_carrier t_port_state_follows_carrier
+check duplicate_netdev_rejected t_duplicate_netdev
+check missing_netdev_rejected t_missing_netdev
+check non_ethernet_rejected t_non_ethernet
+check name_taken_rejected t_name_taken
+check link_delete t_link_delete
+check netdev_delete_removes_device t_netdev_delete
+check unload_with_devices t_unload_with_devices
+check autoload_on_link_add t_autoload
+check reload_unload t_reload
+check no_leaks t_no_leaks
+check dmesg_clean t_dmesg_clean
+check taint t_taint
