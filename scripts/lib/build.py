@@ -17,7 +17,7 @@ from . import rootfs, util
 
 TOP = util.TOP
 
-# Codegen for a kernel-ready object (see docs/toolchain.md).
+# Codegen for a kernel-ready object (docs/design.md, "The Rust object").
 RUST_FLAGS = [
     "-Crelocation-model=static", "-Ccode-model=kernel", "-Cno-redzone=y",
     "-Cforce-unwind-tables=n", "-Cjump-tables=n",
@@ -128,9 +128,24 @@ def run_probes(root, res, mod, logdir):
         # Only the errors a probe means to provoke; an unrelated warning (a tree that
         # adds -Wmissing-prototypes, say) must not turn a feature off.
         f.write("ccflags-y := -Werror=incompatible-pointer-types -Werror=int-conversion\n"
-                "obj-m := " + " ".join(n + ".o" for n in names) + "\n")
+                "obj-m := " + " ".join(n + ".o" for n in names + ["FERRITE_BASELINE"]) + "\n")
     for n in names:
         shutil.copy(os.path.join(TOP, "compat", "probes", n + ".c"), pdir)
+    # A probe that must always compile: if it fails, the tree or the root is broken
+    # (no assembler, headers of another kernel...) and every other answer is void.
+    with open(os.path.join(pdir, "FERRITE_BASELINE.c"), "w") as f:
+        f.write("// SPDX-License-Identifier: GPL-2.0\n#include <rdma/ib_verbs.h>\n\n"
+                "static int probe(struct ib_pd *pd, struct ib_udata *udata)\n{\n\treturn 0;\n}\n\n"
+                "const struct ib_device_ops probe_ops = { .alloc_pd = probe };\n")
+    blog = os.path.join(logdir, "probes", "FERRITE_BASELINE.log")
+    os.makedirs(os.path.dirname(blog), exist_ok=True)
+    if os.path.exists(blog):
+        os.unlink(blog)
+    r = in_root(root, mod, f"make -C {kdir} M=/mnt/probes FERRITE_BASELINE.o", blog)
+    if r.returncode != 0 or not os.path.exists(os.path.join(pdir, "FERRITE_BASELINE.o")):
+        tail = "\n".join(open(blog, errors="replace").read().splitlines()[-10:])
+        raise util.Fail(f"{res['target']}: the baseline probe does not compile, so no probe "
+                        f"can be trusted (log: {blog}):\n{tail}")
     results = {}
     for n in names:
         plog = os.path.join(logdir, "probes", n + ".log")

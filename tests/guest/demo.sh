@@ -1,0 +1,42 @@
+#!/bin/bash
+# ferrite's demo, run as the guest's first process: load ferrite, put a ferrite
+# device and, beside it, the kernel's own soft-RoCE (rxe) device on a veth pair,
+# and show what the kernel reports of both.  Output: /ferrite/out/demo.txt.
+export PATH=/usr/sbin:/usr/bin:/sbin:/bin
+OUT=/ferrite/out
+mkdir -p "$OUT"
+exec >"$OUT/demo.txt" 2>&1
+busybox mount -t proc proc /proc
+busybox mount -t sysfs sysfs /sys
+busybox mount -t tmpfs tmpfs /run
+trap 'sync; echo o > /proc/sysrq-trigger; sleep 30' EXIT
+KVER=$(uname -r)
+
+show() { echo "\$ $*"; "$@"; echo; }
+
+echo "== ferrite demo on $(. /etc/os-release; echo "$PRETTY_NAME"), kernel $KVER"
+mkdir -p "/lib/modules/$KVER/updates"
+cp /ferrite/ferrite.ko "/lib/modules/$KVER/updates/" && depmod -a "$KVER"
+modprobe veth
+ip link add v0 address 02:00:00:00:00:01 type veth peer name v1 address 02:00:00:00:00:02
+ip addr add 192.0.2.1/24 dev v0
+ip addr add 192.0.2.2/24 dev v1
+ip link set v0 up
+ip link set v1 up
+show rdma link add f0 type ferrite netdev v0
+show rdma link add r1 type rxe netdev v1
+show rdma link show
+show rdma dev show
+show ls /sys/class/infiniband
+for d in f0 r1; do
+	echo "$d: node_guid $(cat /sys/class/infiniband/$d/node_guid)," \
+		"port 1 $(cat /sys/class/infiniband/$d/ports/1/state)," \
+		"GID[1] $(cat /sys/class/infiniband/$d/ports/1/gids/1)" \
+		"($(cat /sys/class/infiniband/$d/ports/1/gid_attrs/types/1))"
+done
+echo
+show lsmod
+show rdma link delete f0
+show rdma link delete r1
+show rmmod ferrite
+show dmesg --level=err,warn,info -t
