@@ -26,7 +26,7 @@ typedef __SIZE_TYPE__ size_t;
 #endif
 
 /* Bumped whenever anything below changes shape. */
-#define FERRITE_COMPAT_ABI 1
+#define FERRITE_COMPAT_ABI 2
 
 /* ---- kernel services for Rust (implemented in C: ferrite_kernel.c) ---- */
 
@@ -154,5 +154,29 @@ int ferrite_rs_pd_alloc(const void *dev);
 void ferrite_rs_pd_free(const void *dev);
 /* Number of live PDs (for leak checks). */
 u32 ferrite_rs_pd_count(const void *dev);
+
+/* ---- user verbs (the provider's side of the ABI is in abi/, in Rust) ---- */
+
+/* The device's uverbs_abi_ver; Rust asserts it equals abi::UVERBS_ABI_VERSION. */
+#define FERRITE_UVERBS_ABI_VERSION 1
+u32 ferrite_rs_uverbs_abi_version(void);
+
+/* Driver part of the alloc_ucontext response: FERRITE_UCONTEXT_RESP_LEN bytes. */
+#define FERRITE_UCONTEXT_RESP_LEN 16
+void ferrite_rs_ucontext_resp(u8 *out);
+
+/* Memory regions.  Check before pinning; register the pinned region for a key. */
+int ferrite_rs_mr_check(const void *dev, u64 length, u32 access);
+int ferrite_rs_mr_register(const void *dev, u64 start, u64 length, u64 iova,
+			   u32 access, u32 *key);
+int ferrite_rs_mr_deregister(const void *dev, u32 key);
+u32 ferrite_rs_mr_count(const void *dev);
+
+/* CQ ring geometry for a depth: slots and bytes to allocate and map. */
+int ferrite_rs_cq_geometry(const void *dev, u32 depth, u32 *slots,
+			   u64 *bytes);
+/* Driver part of the create_cq response: FERRITE_CREATE_CQ_RESP_LEN bytes. */
+#define FERRITE_CREATE_CQ_RESP_LEN 24
+void ferrite_rs_cq_resp(u64 mmap_offset, u64 mmap_len, u32 slots, u8 *out);
 
 #endif /* FERRITE_COMPAT_H */

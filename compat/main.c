@@ -16,6 +16,7 @@
 #include <rdma/rdma_netlink.h>
 
 #include "ferrite.h"
+#include "uverbs.h"
 
 /*
  * ferrite_lock guards ferrite_devices and each entry's registered/doomed
@@ -90,6 +91,8 @@ static int ferrite_newlink(const char *name, struct net_device *ndev)
 	fdev->ibdev.phys_port_cnt = 1;
 	fdev->ibdev.num_comp_vectors = 1;
 	strscpy(fdev->ibdev.node_desc, "ferrite", sizeof(fdev->ibdev.node_desc));
+	ferrite_set_uverbs_cmds(&fdev->ibdev);
+	ferrite_set_sysfs_group(&fdev->ibdev);
 
 	/*
 	 * Join the list before registering, unless the netdev is already on

@@ -3,9 +3,9 @@
  * verbs.c - ferrite's ib_device_ops.
  *
  * Each callback converts between the tree's structures and the fixed ones
- * of ferrite_compat.h and lets Rust decide.  Only the device, port and PD
- * verbs exist so far; without the QP/CQ/MR verbs the core does not offer the
- * device to in-kernel consumers (kverbs_provider stays false).
+ * of ferrite_compat.h and lets Rust decide.  The userspace verbs (contexts,
+ * CQs, MRs) are in uverbs.c.  There are no QP verbs yet, so the core does not
+ * offer the device to in-kernel consumers (kverbs_provider stays false).
  */
 #include <linux/netdevice.h>
 #include <linux/rtnetlink.h>
@@ -13,6 +13,7 @@
 #include <rdma/ib_verbs.h>
 
 #include "ferrite.h"
+#include "uverbs.h"
 
 void ferrite_read_netdev_state(struct net_device *ndev,
 			       struct ferrite_netdev_state *st)
@@ -137,6 +138,43 @@ static int ferrite_dealloc_pd(struct ib_pd *ibpd, struct ib_udata *udata)
 	return 0;
 }
 
+/* sysfs: which uverbs ABI this device speaks (the provider matches on it). */
+static ssize_t ferrite_abi_show(struct device *device,
+				struct device_attribute *attr, char *buf)
+{
+	return sysfs_emit(buf, "%u\n", FERRITE_UVERBS_ABI_VERSION);
+}
+static DEVICE_ATTR_RO(ferrite_abi);
+
+/* sysfs: the netdev the device is bound to, as rxe reports it. */
+static ssize_t parent_show(struct device *device,
+			   struct device_attribute *attr, char *buf)
+{
+	struct ferrite_dev *fdev =
+		rdma_device_to_drv_device(device, struct ferrite_dev, ibdev);
+
+	return sysfs_emit(buf, "%s\n", netdev_name(fdev->ndev));
+}
+static DEVICE_ATTR_RO(parent);
+
+static struct attribute *ferrite_attrs[] = {
+	&dev_attr_ferrite_abi.attr,
+	&dev_attr_parent.attr,
+	NULL,
+};
+
+static const struct attribute_group ferrite_attr_group = {
+	.attrs = ferrite_attrs,
+};
+
+/* Attach ferrite's sysfs attributes; before ib_register_device(). */
+void ferrite_set_sysfs_group(struct ib_device *ibdev)
+{
+#ifndef HAVE_OPS_DEVICE_GROUP
+	rdma_set_device_sysfs_group(ibdev, &ferrite_attr_group);
+#endif
+}
+
 static void ferrite_dealloc_driver(struct ib_device *ibdev)
 {
 	ferrite_dev_release(to_fdev(ibdev));
@@ -145,15 +183,31 @@ static void ferrite_dealloc_driver(struct ib_device *ibdev)
 const struct ib_device_ops ferrite_dev_ops = {
 	.owner = THIS_MODULE,
 	.driver_id = RDMA_DRIVER_UNKNOWN,
+	.uverbs_abi_ver = FERRITE_UVERBS_ABI_VERSION,
+#ifdef HAVE_OPS_DEVICE_GROUP
+	.device_group = &ferrite_attr_group,
+#endif
 
 	.alloc_pd = ferrite_alloc_pd,
+	.alloc_ucontext = ferrite_alloc_ucontext,
+	.create_cq = ferrite_create_cq,
 	.dealloc_driver = ferrite_dealloc_driver,
 	.dealloc_pd = ferrite_dealloc_pd,
+	.dealloc_ucontext = ferrite_dealloc_ucontext,
+	.dereg_mr = ferrite_dereg_mr,
+	.destroy_cq = ferrite_destroy_cq,
 	.get_link_layer = ferrite_get_link_layer,
 	.get_port_immutable = ferrite_get_port_immutable,
+	.mmap = ferrite_mmap,
+	.mmap_free = ferrite_mmap_free,
+	.poll_cq = ferrite_poll_cq,
 	.query_device = ferrite_query_device,
 	.query_pkey = ferrite_query_pkey,
 	.query_port = ferrite_query_port,
+	.reg_user_mr = ferrite_reg_user_mr,
+	.req_notify_cq = ferrite_req_notify_cq,
 
+	INIT_RDMA_OBJ_SIZE(ib_cq, ferrite_cq, ibcq),
 	INIT_RDMA_OBJ_SIZE(ib_pd, ferrite_pd, ibpd),
+	INIT_RDMA_OBJ_SIZE(ib_ucontext, ferrite_ucontext, ibuc),
 };

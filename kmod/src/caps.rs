@@ -65,5 +65,9 @@ pub const DEFAULT_PKEY: u16 = 0xffff;
 pub const VENDOR_ID: u32 = 0xff_ffff;
 /// ferrite's part number ("fe" for ferrite, 0x2 for RoCE v2).
 pub const VENDOR_PART_ID: u32 = 0xfe02;
-/// Firmware version reported: the crate version, packed as major.minor.patch.
-pub const FW_VER: u64 = (0 << 32) | (1 << 16);
+/// Firmware version reported: the crate version, packed as major << 32 | minor << 16 | patch.
+pub const FW_VER: u64 = fw_ver(0, 1, 0);
+
+const fn fw_ver(major: u64, minor: u64, patch: u64) -> u64 {
+    (major << 32) | (minor << 16) | patch
+}

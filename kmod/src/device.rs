@@ -8,7 +8,9 @@
 use core::sync::atomic::{AtomicU32, Ordering};
 
 use crate::caps::{self, LIMITS};
+use crate::kernel::sync::Mutex;
 use crate::kernel::{Error, Result};
+use crate::mr::{MrInfo, MrTable};
 
 /// IB MTU enum values (enum ib_mtu).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -108,15 +110,15 @@ pub struct PortAttr {
 }
 
 /// One ferrite device.
-#[derive(Debug)]
 pub struct Device {
     netdev: Netdev,
     pds: AtomicU32,
+    mrs: Mutex<MrTable>,
 }
 
 impl Device {
-    pub fn new(netdev: Netdev) -> Device {
-        Device { netdev, pds: AtomicU32::new(0) }
+    pub fn new(netdev: Netdev) -> Result<Device> {
+        Ok(Device { netdev, pds: AtomicU32::new(0), mrs: Mutex::new(MrTable::new(LIMITS.max_mr))? })
     }
 
     pub fn netdev(&self) -> &Netdev {
@@ -167,6 +169,39 @@ impl Device {
     pub fn pd_count(&self) -> u32 {
         self.pds.load(Ordering::Acquire)
     }
+
+    /// Check a user MR request before anything is pinned.
+    pub fn mr_check(&self, length: u64, access: u32) -> Result {
+        MrTable::check(length, access, LIMITS.max_mr_size).map(|_| ())
+    }
+
+    /// Register a region (already pinned by the caller); returns its key.
+    pub fn mr_register(&self, start: u64, length: u64, iova: u64, access: u32) -> Result<u32> {
+        let access = MrTable::check(length, access, LIMITS.max_mr_size)?;
+        self.mrs.lock().insert(MrInfo { start, length, iova, access })
+    }
+
+    /// Drop a registration; `EINVAL` for a key that names none.
+    pub fn mr_deregister(&self, key: u32) -> Result {
+        self.mrs.lock().remove(key).map(|_| ())
+    }
+
+    pub fn mr_lookup(&self, key: u32) -> Option<MrInfo> {
+        self.mrs.lock().get(key)
+    }
+
+    pub fn mr_count(&self) -> u32 {
+        self.mrs.lock().len()
+    }
+
+    /// Ring geometry for a CQ of `depth` entries: (slots, bytes to map).
+    pub fn cq_geometry(&self, depth: u32) -> Result<(u32, usize)> {
+        if depth > LIMITS.max_cqe {
+            return Err(Error::EINVAL);
+        }
+        let slots = ferrite_abi::cq::slots_for(depth).ok_or(Error::EINVAL)?;
+        Ok((slots, ferrite_abi::cq::ring_bytes(slots)))
+    }
 }
 
 #[cfg(test)]
@@ -174,7 +209,7 @@ mod tests {
     use super::*;
 
     fn dev() -> Device {
-        Device::new(Netdev::new(1, 3, ARPHRD_ETHER, &[0x52, 0x54, 0, 0x12, 0x34, 0x56]).unwrap())
+        Device::new(Netdev::new(1, 3, ARPHRD_ETHER, &[0x52, 0x54, 0, 0x12, 0x34, 0x56]).unwrap()).unwrap()
     }
 
     #[test]
@@ -242,5 +277,29 @@ mod tests {
         d.pd_free();
         assert_eq!(d.pd_count(), 0);
         assert!(crate::kernel::host::take_log()[0].1.contains("none allocated"));
+    }
+
+    #[test]
+    fn mr_registration_through_the_device() {
+        let d = dev();
+        assert_eq!(d.mr_check(0, 1), Err(Error::EINVAL));
+        assert_eq!(d.mr_check(1 << 20, 2), Err(Error::EINVAL));
+        let k = d.mr_register(0x7000, 64 << 20, 0x7000, 0xf).unwrap();
+        assert_eq!(d.mr_lookup(k).unwrap().length, 64 << 20);
+        assert_eq!(d.mr_count(), 1);
+        d.mr_deregister(k).unwrap();
+        assert_eq!(d.mr_deregister(k), Err(Error::EINVAL));
+        assert_eq!(d.mr_lookup(k), None);
+        assert_eq!(d.mr_count(), 0);
+    }
+
+    #[test]
+    fn cq_geometry_honours_max_cqe() {
+        let d = dev();
+        assert_eq!(d.cq_geometry(0), Err(Error::EINVAL));
+        assert_eq!(d.cq_geometry(1), Ok((1, 4096)));
+        let (slots, bytes) = d.cq_geometry(LIMITS.max_cqe).unwrap();
+        assert!(slots >= LIMITS.max_cqe && bytes >= 256 + slots as usize * 64);
+        assert_eq!(d.cq_geometry(LIMITS.max_cqe + 1), Err(Error::EINVAL));
     }
 }

@@ -7,7 +7,10 @@
 
 use alloc::boxed::Box;
 use core::ffi::c_void;
+use core::mem::size_of;
 use core::ptr;
+
+use ferrite_abi::{AllocUcontextResp, CreateCqResp};
 use core::sync::atomic::{AtomicPtr, Ordering};
 
 use crate::bindings as b;
@@ -77,8 +80,9 @@ pub unsafe extern "C" fn ferrite_rs_dev_create(
     let len = (info.addr_len as usize).min(info.addr.len());
     let r = Netdev::new(info.key, info.ifindex, info.type_, &info.addr[..len]).and_then(|nd| {
         let reg = registry()?;
+        let dev = Device::new(nd)?;
         reg.claim(nd.key)?;
-        Ok(Box::into_raw(Box::new(Device::new(nd))))
+        Ok(Box::into_raw(Box::new(dev)))
     });
     match r {
         Ok(d) => {
@@ -99,8 +103,13 @@ pub unsafe extern "C" fn ferrite_rs_dev_destroy(dev: *mut c_void) {
     }
     // SAFETY: made by Box::into_raw in dev_create; given back exactly once.
     let d = unsafe { Box::from_raw(dev as *mut Device) };
-    if d.pd_count() != 0 {
-        pr_err!("device on ifindex {} destroyed with {} PDs", d.netdev().ifindex, d.pd_count());
+    if d.pd_count() != 0 || d.mr_count() != 0 {
+        pr_err!(
+            "device on ifindex {} destroyed with {} PDs and {} MRs",
+            d.netdev().ifindex,
+            d.pd_count(),
+            d.mr_count()
+        );
     }
     if let Ok(reg) = registry() {
         reg.release(d.netdev().key);
@@ -208,6 +217,117 @@ pub unsafe extern "C" fn ferrite_rs_pd_count(dev: *const c_void) -> u32 {
     unsafe { device(dev) }.pd_count()
 }
 
+#[no_mangle]
+pub extern "C" fn ferrite_rs_uverbs_abi_version() -> u32 {
+    ferrite_abi::UVERBS_ABI_VERSION
+}
+
+const _: () = {
+    assert!(ferrite_abi::UVERBS_ABI_VERSION == b::FERRITE_UVERBS_ABI_VERSION);
+    assert!(size_of::<AllocUcontextResp>() == b::FERRITE_UCONTEXT_RESP_LEN as usize);
+    assert!(size_of::<CreateCqResp>() == b::FERRITE_CREATE_CQ_RESP_LEN as usize);
+};
+
+/// Write a `#[repr(C)]` response to C's buffer.
+///
+/// # Safety
+/// `out` is writable for `size_of::<T>()` bytes (any alignment).
+unsafe fn write_resp<T: Copy>(out: *mut u8, v: T) {
+    // SAFETY: function contract; unaligned write because C's buffer is a byte array.
+    unsafe { (out as *mut T).write_unaligned(v) }
+}
+
+/// # Safety
+/// `out` is writable for FERRITE_UCONTEXT_RESP_LEN bytes.
+#[no_mangle]
+pub unsafe extern "C" fn ferrite_rs_ucontext_resp(out: *mut u8) {
+    let r = AllocUcontextResp {
+        abi_version: ferrite_abi::UVERBS_ABI_VERSION,
+        cqe_size: size_of::<ferrite_abi::cq::Cqe>() as u32,
+        reserved: [0; 2],
+    };
+    // SAFETY: function contract.
+    unsafe { write_resp(out, r) }
+}
+
+/// # Safety
+/// `dev` is a live device handle.
+#[no_mangle]
+pub unsafe extern "C" fn ferrite_rs_mr_check(dev: *const c_void, length: u64, access: u32) -> i32 {
+    // SAFETY: function contract.
+    to_rc(unsafe { device(dev) }.mr_check(length, access))
+}
+
+/// # Safety
+/// `dev` is a live device handle; `key` is writable.
+#[no_mangle]
+pub unsafe extern "C" fn ferrite_rs_mr_register(
+    dev: *const c_void,
+    start: u64,
+    length: u64,
+    iova: u64,
+    access: u32,
+    key: *mut u32,
+) -> i32 {
+    // SAFETY: function contract.
+    match unsafe { device(dev) }.mr_register(start, length, iova, access) {
+        Ok(k) => {
+            // SAFETY: function contract.
+            unsafe { *key = k };
+            0
+        }
+        Err(e) => e.to_errno(),
+    }
+}
+
+/// # Safety
+/// `dev` is a live device handle.
+#[no_mangle]
+pub unsafe extern "C" fn ferrite_rs_mr_deregister(dev: *const c_void, key: u32) -> i32 {
+    // SAFETY: function contract.
+    to_rc(unsafe { device(dev) }.mr_deregister(key))
+}
+
+/// # Safety
+/// `dev` is a live device handle.
+#[no_mangle]
+pub unsafe extern "C" fn ferrite_rs_mr_count(dev: *const c_void) -> u32 {
+    // SAFETY: function contract.
+    unsafe { device(dev) }.mr_count()
+}
+
+/// # Safety
+/// `dev` is a live device handle; `slots` and `bytes` are writable.
+#[no_mangle]
+pub unsafe extern "C" fn ferrite_rs_cq_geometry(
+    dev: *const c_void,
+    depth: u32,
+    slots: *mut u32,
+    bytes: *mut u64,
+) -> i32 {
+    // SAFETY: function contract.
+    match unsafe { device(dev) }.cq_geometry(depth) {
+        Ok((s, n)) => {
+            // SAFETY: function contract.
+            unsafe {
+                *slots = s;
+                *bytes = n as u64;
+            }
+            0
+        }
+        Err(e) => e.to_errno(),
+    }
+}
+
+/// # Safety
+/// `out` is writable for FERRITE_CREATE_CQ_RESP_LEN bytes.
+#[no_mangle]
+pub unsafe extern "C" fn ferrite_rs_cq_resp(mmap_offset: u64, mmap_len: u64, slots: u32, out: *mut u8) {
+    let r = CreateCqResp { mmap_offset, mmap_len, slots, reserved: 0 };
+    // SAFETY: function contract.
+    unsafe { write_resp(out, r) }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -254,6 +374,26 @@ mod tests {
             assert_eq!(ferrite_rs_pd_count(h), 1);
             ferrite_rs_pd_free(h);
             assert_eq!(ferrite_rs_pd_count(h), 0);
+
+            let mut resp = [0u8; 16];
+            ferrite_rs_ucontext_resp(resp.as_mut_ptr());
+            assert_eq!(&resp[..8], &[1, 0, 0, 0, 64, 0, 0, 0]);
+
+            let mut key = 0u32;
+            assert_eq!(ferrite_rs_mr_check(h, 0, 1), -22);
+            assert_eq!(ferrite_rs_mr_register(h, 0x1000, 4096, 0x1000, 1, &mut key), 0);
+            assert_eq!(ferrite_rs_mr_count(h), 1);
+            assert_eq!(ferrite_rs_mr_deregister(h, key), 0);
+            assert_eq!(ferrite_rs_mr_deregister(h, key), -22);
+
+            let (mut slots, mut bytes) = (0u32, 0u64);
+            assert_eq!(ferrite_rs_cq_geometry(h, 100, &mut slots, &mut bytes), 0);
+            assert_eq!((slots, bytes), (128, 12288));
+            assert_eq!(ferrite_rs_cq_geometry(h, 0, &mut slots, &mut bytes), -22);
+            let mut cq = [0u8; 24];
+            ferrite_rs_cq_resp(0x1000, 12288, 128, cq.as_mut_ptr());
+            assert_eq!(&cq[..8], &0x1000u64.to_ne_bytes());
+            assert_eq!(&cq[16..20], &128u32.to_ne_bytes());
 
             ferrite_rs_dev_destroy(h);
             // The netdev is free again.

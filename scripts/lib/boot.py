@@ -114,7 +114,10 @@ def boot(name, guest_dir, timeout, serial_log, memory="2G"):
     make_initramfs(root, kver, initrd)
     kernel = rootfs.kernel_image(root, kver)
     cmd = [
-        "qemu-system-x86_64", "-accel", "tcg", "-cpu", "max", "-smp", "2", "-m", memory,
+        # Single-threaded TCG: two vCPUs (SMP kernel paths run), but no cross-vCPU
+        # code-patching races, which made MTTCG guests oops in int3 while booting.
+        "qemu-system-x86_64", "-accel", "tcg,thread=single", "-cpu", "max", "-smp", "2",
+        "-m", memory,
         "-kernel", kernel, "-initrd", initrd,
         "-append", "console=ttyS0 panic=-1 oops=panic loglevel=6 rw quiet",
         "-display", "none", "-monitor", "none", "-no-reboot", "-nic", "none",

@@ -125,13 +125,25 @@ class AptIndex:
                              check=True, capture_output=True, text=True).stdout
         return sorted(set(out.split()))
 
-    def candidate(self, pkg):
-        out = subprocess.run(["apt-cache"] + self.opts() + ["policy", pkg],
+    def candidates(self, pkgs):
+        """{package: candidate version or None}, from one apt-cache call."""
+        if not pkgs:
+            return {}
+        out = subprocess.run(["apt-cache"] + self.opts() + ["policy"] + list(pkgs),
                              check=True, capture_output=True, text=True).stdout
-        m = re.search(r"Candidate:\s*(\S+)", out)
-        if not m or m.group(1) == "(none)":
-            return None
-        return m.group(1)
+        res = dict.fromkeys(pkgs)
+        cur = None
+        for line in out.splitlines():
+            if line and not line[0].isspace() and line.endswith(":"):
+                cur = line[:-1]
+            elif cur in res:
+                m = re.match(r"\s+Candidate:\s*(\S+)", line)
+                if m and m.group(1) != "(none)":
+                    res[cur] = m.group(1)
+        return res
+
+    def candidate(self, pkg):
+        return self.candidates([pkg])[pkg]
 
 
 def version_key(v):
@@ -139,20 +151,30 @@ def version_key(v):
     return [int(x) if x.isdigit() else x for x in re.split(r"[.\-+]", v)]
 
 
+_resolved = {}
+
+
 def resolve(name, refresh=True):
+    """What target `name` resolves to now (memoised for this process)."""
+    if name not in _resolved:
+        _resolved[name] = _resolve(name, refresh)
+    return dict(_resolved[name])
+
+
+def _resolve(name, refresh):
     t = get(name)
     idx = AptIndex(t["suites"])
     if refresh:
         idx.update()
     flav = t["flavour"]
     pat = re.compile(r"^linux-headers-(.+)-" + re.escape(flav) + r"$")
-    abis = []
+    series = []
     for p in idx.pkgnames("linux-headers-"):
         m = pat.match(p)
         if m and fnmatch.fnmatchcase(m.group(1), t["series"]):
-            if idx.candidate(f"linux-image-{m.group(1)}-{flav}") or \
-               idx.candidate(f"linux-image-{m.group(1)}-{flav}-unsigned"):
-                abis.append(m.group(1))
+            series.append(m.group(1))
+    cands = idx.candidates([f"linux-image-{a}-{flav}{u}" for a in series for u in ("", "-unsigned")])
+    abis = [a for a in series if cands[f"linux-image-{a}-{flav}"] or cands[f"linux-image-{a}-{flav}-unsigned"]]
     if not abis:
         raise util.Fail(f"{name}: no kernel of series '{t['series']}' ({flav}) "
                         f"in {', '.join(t['suites'])}")

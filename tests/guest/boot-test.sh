@@ -126,7 +126,21 @@ t_sysfs() {
 	[ "$(cat $d/node_type)" = "1: CA" ] || { diag "node_type $(cat $d/node_type)"; return 1; }
 	[ "$(cat $d/ports/1/link_layer)" = "Ethernet" ] || { diag "link_layer $(cat $d/ports/1/link_layer)"; return 1; }
 	[ "$(cat $d/node_desc)" = "ferrite" ] || { diag "node_desc $(cat $d/node_desc)"; return 1; }
-	ls /sys/class/infiniband/f0/device/ >/dev/null 2>&1 || true
+	[ "$(cat $d/parent)" = "v0" ] || { diag "parent '$(cat $d/parent)'"; return 1; }
+	[ "$(cat $d/ferrite_abi)" = "1" ] || { diag "ferrite_abi '$(cat $d/ferrite_abi)'"; return 1; }
+}
+
+# The device is offered to userspace: a uverbs node with ferrite's ABI version.
+t_uverbs_node() {
+	local u
+	for u in /sys/class/infiniband_verbs/uverbs*; do
+		[ "$(cat "$u/ibdev" 2>/dev/null)" = f0 ] || continue
+		diag "$(basename "$u"): abi_version $(cat "$u/abi_version")"
+		[ "$(cat "$u/abi_version")" = 1 ] && [ -c "/dev/infiniband/$(basename "$u")" ]
+		return
+	done
+	diag "no uverbs node for f0"
+	return 1
 }
 
 guid_of_mac() { # modified EUI-64, formatted as sysfs prints node_guid
@@ -298,6 +312,7 @@ check veth_pair t_veth
 check link_add t_link_add
 check rdma_link_show t_rdma_link_show
 check sysfs_device t_sysfs
+check uverbs_node t_uverbs_node
 check node_guid t_node_guid
 check roce_v2_gids t_gids
 check gids_follow_addresses t_gids_follow_addresses

@@ -1,0 +1,282 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * uverbs.c - the verbs userspace reaches through ib_uverbs: user contexts,
+ * mmap of rings, completion queues and memory regions.
+ *
+ * Rust decides (limits, keys, ring geometry, response layouts); this file
+ * owns the kernel objects: vmalloc'd rings published through the core's
+ * rdma_user_mmap_entry API, and pinned user memory (ib_umem).
+ */
+#include <linux/slab.h>
+#include <linux/vmalloc.h>
+#include <rdma/ib_umem.h>
+#include <rdma/ib_verbs.h>
+#include <rdma/uverbs_ioctl.h>
+
+#include "ferrite.h"
+#include "uverbs.h"
+
+/* A ring shared with userspace: lives until its last mmap reference. */
+struct ferrite_mmap_entry {
+	struct rdma_user_mmap_entry rdma;
+	void *buf;
+};
+
+static struct ferrite_mmap_entry *
+to_fentry(struct rdma_user_mmap_entry *e)
+{
+	return container_of(e, struct ferrite_mmap_entry, rdma);
+}
+
+int ferrite_alloc_ucontext(struct ib_ucontext *uctx, struct ib_udata *udata)
+{
+	u8 resp[FERRITE_UCONTEXT_RESP_LEN];
+
+	/* A provider that cannot take ferrite's response speaks another ABI. */
+	if (udata->outlen < sizeof(resp)) {
+		pr_err("ferrite: user context response needs %zu bytes, provider offers %zu\n",
+		       sizeof(resp), udata->outlen);
+		return -EINVAL;
+	}
+	ferrite_rs_ucontext_resp(resp);
+	return ib_copy_to_udata(udata, resp, sizeof(resp));
+}
+
+void ferrite_dealloc_ucontext(struct ib_ucontext *uctx)
+{
+}
+
+int ferrite_mmap(struct ib_ucontext *uctx, struct vm_area_struct *vma)
+{
+	struct rdma_user_mmap_entry *e;
+	int err;
+
+	/* NULL unless MAP_SHARED with exactly the published length. */
+	e = rdma_user_mmap_entry_get(uctx, vma);
+	if (!e)
+		return -EINVAL;
+	err = remap_vmalloc_range(vma, to_fentry(e)->buf, 0);
+	rdma_user_mmap_entry_put(e);
+	return err;
+}
+
+void ferrite_mmap_free(struct rdma_user_mmap_entry *e)
+{
+	struct ferrite_mmap_entry *fe = to_fentry(e);
+
+	/* Pages still mapped by a process stay alive through their own refs. */
+	vfree(fe->buf);
+	kfree(fe);
+}
+
+/* Allocate a zeroed ring of `bytes` and publish it; *offset is for mmap(). */
+static struct rdma_user_mmap_entry *
+ferrite_ring_publish(struct ib_ucontext *uctx, size_t bytes, void **buf,
+		     u64 *offset)
+{
+	struct ferrite_mmap_entry *fe;
+	int err;
+
+	fe = kzalloc(sizeof(*fe), GFP_KERNEL);
+	if (!fe)
+		return ERR_PTR(-ENOMEM);
+	fe->buf = vmalloc_user(bytes);
+	if (!fe->buf) {
+		kfree(fe);
+		return ERR_PTR(-ENOMEM);
+	}
+	err = rdma_user_mmap_entry_insert(uctx, &fe->rdma, bytes);
+	if (err) {
+		vfree(fe->buf);
+		kfree(fe);
+		return ERR_PTR(err);
+	}
+	*buf = fe->buf;
+	*offset = rdma_user_mmap_get_offset(&fe->rdma);
+	return &fe->rdma;
+}
+
+static int ferrite_create_user_cq(struct ib_cq *ibcq,
+				  const struct ib_cq_init_attr *attr,
+				  struct ib_udata *udata)
+{
+	struct ferrite_dev *fdev = to_fdev(ibcq->device);
+	struct ferrite_cq *cq = to_fcq(ibcq);
+	struct ferrite_ucontext *uctx;
+	u8 resp[FERRITE_CREATE_CQ_RESP_LEN];
+	u64 bytes, offset;
+	u32 slots;
+	int err;
+
+	/* Only userspace CQs: in-kernel consumers are not offered the device. */
+	if (!udata)
+		return -EOPNOTSUPP;
+	if (attr->flags)
+		return -EOPNOTSUPP;
+	if (attr->comp_vector >= ibcq->device->num_comp_vectors)
+		return -EINVAL;
+	err = ferrite_rs_cq_geometry(fdev->rs, attr->cqe, &slots, &bytes);
+	if (err)
+		return err;
+	if (udata->outlen < sizeof(resp))
+		return -EINVAL;
+
+	uctx = rdma_udata_to_drv_context(udata, struct ferrite_ucontext, ibuc);
+	cq->mentry = ferrite_ring_publish(&uctx->ibuc, bytes, &cq->ring,
+					  &offset);
+	if (IS_ERR(cq->mentry)) {
+		err = PTR_ERR(cq->mentry);
+		cq->mentry = NULL;
+		return err;
+	}
+	cq->slots = slots;
+	spin_lock_init(&cq->lock);
+	ibcq->cqe = slots;
+
+	ferrite_rs_cq_resp(offset, bytes, slots, resp);
+	err = ib_copy_to_udata(udata, resp, sizeof(resp));
+	if (err) {
+		rdma_user_mmap_entry_remove(cq->mentry);
+		cq->mentry = NULL;
+	}
+	return err;
+}
+
+#ifdef HAVE_CREATE_CQ_ATTRS
+int ferrite_create_cq(struct ib_cq *ibcq, const struct ib_cq_init_attr *attr,
+		      struct uverbs_attr_bundle *attrs)
+{
+	return ferrite_create_user_cq(ibcq, attr,
+				      attrs ? &attrs->driver_udata : NULL);
+}
+#else
+int ferrite_create_cq(struct ib_cq *ibcq, const struct ib_cq_init_attr *attr,
+		      struct ib_udata *udata)
+{
+	return ferrite_create_user_cq(ibcq, attr, udata);
+}
+#endif
+
+int ferrite_destroy_cq(struct ib_cq *ibcq, struct ib_udata *udata)
+{
+	struct ferrite_cq *cq = to_fcq(ibcq);
+
+	if (cq->mentry)
+		rdma_user_mmap_entry_remove(cq->mentry);
+	cq->mentry = NULL;
+	cq->ring = NULL;
+	return 0;
+}
+
+int ferrite_poll_cq(struct ib_cq *ibcq, int num_entries, struct ib_wc *wc)
+{
+	/* User CQs are polled from the shared ring, never through here. */
+	return 0;
+}
+
+int ferrite_req_notify_cq(struct ib_cq *ibcq, enum ib_cq_notify_flags flags)
+{
+	struct ferrite_cq *cq = to_fcq(ibcq);
+	unsigned long irqflags;
+
+	spin_lock_irqsave(&cq->lock, irqflags);
+	cq->notify |= flags & IB_CQ_SOLICITED_MASK;
+	spin_unlock_irqrestore(&cq->lock, irqflags);
+	return 0;
+}
+
+static struct ib_mr *ferrite_reg_mr(struct ib_pd *pd, u64 start, u64 length,
+				    u64 iova, int access,
+				    struct ib_udata *udata)
+{
+	struct ferrite_dev *fdev = to_fdev(pd->device);
+	struct ferrite_mr *mr;
+	struct ib_umem *umem;
+	u32 key;
+	int err;
+
+	err = ferrite_rs_mr_check(fdev->rs, length, access);
+	if (err)
+		return ERR_PTR(err);
+	mr = kzalloc(sizeof(*mr), GFP_KERNEL);
+	if (!mr)
+		return ERR_PTR(-ENOMEM);
+	/* Pins the pages; honours RLIMIT_MEMLOCK. */
+#ifdef HAVE_IB_UMEM_GET_VA
+	umem = ib_umem_get_va(pd->device, start, length, access);
+#else
+	umem = ib_umem_get(pd->device, start, length, access);
+#endif
+	if (IS_ERR(umem)) {
+		kfree(mr);
+		return ERR_CAST(umem);
+	}
+	err = ferrite_rs_mr_register(fdev->rs, start, length, iova, access,
+				     &key);
+	if (err) {
+		ib_umem_release(umem);
+		kfree(mr);
+		return ERR_PTR(err);
+	}
+	mr->umem = umem;
+	mr->ibmr.lkey = key;
+	mr->ibmr.rkey = key;
+	mr->ibmr.length = length;
+	mr->ibmr.iova = iova;
+	return &mr->ibmr;
+}
+
+#ifdef HAVE_REG_USER_MR_DMAH
+struct ib_mr *ferrite_reg_user_mr(struct ib_pd *pd, u64 start, u64 length,
+				  u64 iova, int access, struct ib_dmah *dmah,
+				  struct ib_udata *udata)
+{
+	if (dmah)
+		return ERR_PTR(-EOPNOTSUPP);
+	return ferrite_reg_mr(pd, start, length, iova, access, udata);
+}
+#else
+struct ib_mr *ferrite_reg_user_mr(struct ib_pd *pd, u64 start, u64 length,
+				  u64 iova, int access, struct ib_udata *udata)
+{
+	return ferrite_reg_mr(pd, start, length, iova, access, udata);
+}
+#endif
+
+int ferrite_dereg_mr(struct ib_mr *ibmr, struct ib_udata *udata)
+{
+	struct ferrite_dev *fdev = to_fdev(ibmr->device);
+	struct ferrite_mr *mr = to_fmr(ibmr);
+	int err;
+
+	err = ferrite_rs_mr_deregister(fdev->rs, ibmr->lkey);
+	if (err)
+		pr_err("ferrite: deregistering MR with unknown key %#x\n",
+		       ibmr->lkey);
+	ib_umem_release(mr->umem);
+	kfree(mr);
+	return 0;
+}
+
+/* The uverbs commands ferrite serves, where the tree wants them listed. */
+void ferrite_set_uverbs_cmds(struct ib_device *ibdev)
+{
+#ifdef HAVE_UVERBS_EX_CMD_MASK
+	ibdev->uverbs_cmd_mask =
+		BIT_ULL(IB_USER_VERBS_CMD_GET_CONTEXT) |
+		BIT_ULL(IB_USER_VERBS_CMD_QUERY_DEVICE) |
+		BIT_ULL(IB_USER_VERBS_CMD_QUERY_PORT) |
+		BIT_ULL(IB_USER_VERBS_CMD_ALLOC_PD) |
+		BIT_ULL(IB_USER_VERBS_CMD_DEALLOC_PD) |
+		BIT_ULL(IB_USER_VERBS_CMD_REG_MR) |
+		BIT_ULL(IB_USER_VERBS_CMD_DEREG_MR) |
+		BIT_ULL(IB_USER_VERBS_CMD_CREATE_COMP_CHANNEL) |
+		BIT_ULL(IB_USER_VERBS_CMD_CREATE_CQ) |
+		BIT_ULL(IB_USER_VERBS_CMD_DESTROY_CQ);
+	ibdev->uverbs_ex_cmd_mask =
+		BIT_ULL(IB_USER_VERBS_EX_CMD_QUERY_DEVICE) |
+		BIT_ULL(IB_USER_VERBS_EX_CMD_CREATE_CQ);
+#endif
+	/* Not in the core's default set on any tree. */
+	ibdev->uverbs_cmd_mask |= BIT_ULL(IB_USER_VERBS_CMD_REQ_NOTIFY_CQ);
+}

@@ -1,0 +1,177 @@
+//! Memory-region keys: which lkey/rkey names which registration.
+//!
+//! A key is `index << 8 | generation`.  Deregistration bumps the slot's generation,
+//! so a key held after `dereg_mr` never names the next region that reuses the slot:
+//! a stale key is invalid, as the verbs spec asks.  Index 0 is never used, so no
+//! region has key 0.
+
+use alloc::vec::Vec;
+
+use ferrite_abi::access::{self, Access, AccessError};
+
+use crate::kernel::{Error, Result};
+
+/// What ferrite knows of a registered region.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MrInfo {
+    /// User virtual address of the first byte.
+    pub start: u64,
+    pub length: u64,
+    /// Address the region is known by on the wire (== start unless ZERO_BASED).
+    pub iova: u64,
+    pub access: Access,
+}
+
+#[derive(Debug, Default)]
+struct Slot {
+    generation: u8,
+    mr: Option<MrInfo>,
+}
+
+/// The keys of one device, bounded by `max`.
+#[derive(Debug)]
+pub struct MrTable {
+    slots: Vec<Slot>,
+    free: Vec<u32>,
+    live: u32,
+    max: u32,
+}
+
+/// Turn an access-flag refusal into the errno the verbs API documents.
+pub fn access_errno(e: AccessError) -> Error {
+    match e {
+        AccessError::Invalid => Error::EINVAL,
+        AccessError::Unsupported => Error::EOPNOTSUPP,
+    }
+}
+
+impl MrTable {
+    pub fn new(max: u32) -> MrTable {
+        MrTable { slots: Vec::new(), free: Vec::new(), live: 0, max }
+    }
+
+    /// Validate a registration request without taking a key.
+    pub fn check(length: u64, access_bits: u32, max_size: u64) -> Result<Access> {
+        if length == 0 || length > max_size {
+            return Err(Error::EINVAL);
+        }
+        access::validate(access_bits).map_err(access_errno)
+    }
+
+    /// Take a key for `mr`.  `ENOMEM` past the device limit.
+    pub fn insert(&mut self, mr: MrInfo) -> Result<u32> {
+        if self.live >= self.max {
+            return Err(Error::ENOMEM);
+        }
+        let index = match self.free.pop() {
+            Some(i) => i,
+            None => {
+                // Slot 0 is a permanent placeholder so that no key is 0.
+                if self.slots.is_empty() {
+                    self.slots.try_reserve(2).map_err(|_| Error::ENOMEM)?;
+                    self.slots.push(Slot::default());
+                }
+                self.slots.try_reserve(1).map_err(|_| Error::ENOMEM)?;
+                self.free.try_reserve(self.slots.len() + 1).map_err(|_| Error::ENOMEM)?;
+                self.slots.push(Slot::default());
+                (self.slots.len() - 1) as u32
+            }
+        };
+        let slot = &mut self.slots[index as usize];
+        slot.mr = Some(mr);
+        self.live += 1;
+        Ok(index << 8 | slot.generation as u32)
+    }
+
+    fn slot_of(&self, key: u32) -> Option<(usize, &Slot)> {
+        let index = (key >> 8) as usize;
+        let slot = self.slots.get(index).filter(|_| index != 0)?;
+        (slot.generation as u32 == key & 0xff && slot.mr.is_some()).then_some((index, slot))
+    }
+
+    /// The region a key names now, if any.
+    pub fn get(&self, key: u32) -> Option<MrInfo> {
+        self.slot_of(key).and_then(|(_, s)| s.mr)
+    }
+
+    /// Release a key; `EINVAL` if it names no live region (stale or never issued).
+    pub fn remove(&mut self, key: u32) -> Result<MrInfo> {
+        let (index, _) = self.slot_of(key).ok_or(Error::EINVAL)?;
+        let slot = &mut self.slots[index];
+        let mr = slot.mr.take().ok_or(Error::EINVAL)?;
+        slot.generation = slot.generation.wrapping_add(1);
+        // Capacity for every slot was reserved when the slot was made.
+        self.free.push(index as u32);
+        self.live -= 1;
+        Ok(mr)
+    }
+
+    pub fn len(&self) -> u32 {
+        self.live
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.live == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mr(start: u64) -> MrInfo {
+        MrInfo { start, length: 4096, iova: start, access: Access::LOCAL_WRITE }
+    }
+
+    #[test]
+    fn keys_are_never_zero_and_name_their_region() {
+        let mut t = MrTable::new(16);
+        let a = t.insert(mr(0x1000)).unwrap();
+        let b = t.insert(mr(0x2000)).unwrap();
+        assert!(a != 0 && b != 0 && a != b);
+        assert_eq!(t.get(a), Some(mr(0x1000)));
+        assert_eq!(t.get(b), Some(mr(0x2000)));
+        assert_eq!(t.get(0), None);
+        assert_eq!(t.get(0xffff_ffff), None);
+    }
+
+    #[test]
+    fn stale_key_is_invalid_after_dereg_even_when_the_slot_is_reused() {
+        let mut t = MrTable::new(16);
+        let a = t.insert(mr(0x1000)).unwrap();
+        assert_eq!(t.remove(a), Ok(mr(0x1000)));
+        assert_eq!(t.remove(a), Err(Error::EINVAL), "dereg twice");
+        let b = t.insert(mr(0x3000)).unwrap();
+        assert_eq!(a >> 8, b >> 8, "slot reused");
+        assert_ne!(a, b);
+        assert_eq!(t.get(a), None);
+        assert_eq!(t.get(b), Some(mr(0x3000)));
+    }
+
+    #[test]
+    fn generation_survives_many_reuses() {
+        let mut t = MrTable::new(1);
+        let mut seen = alloc::collections::BTreeSet::new();
+        for i in 0..256u64 {
+            let k = t.insert(mr(i << 12)).unwrap();
+            assert!(seen.insert(k), "key {k:#x} reissued within 256 uses");
+            t.remove(k).unwrap();
+        }
+    }
+
+    #[test]
+    fn limit_and_requests() {
+        let mut t = MrTable::new(2);
+        t.insert(mr(1)).unwrap();
+        let k = t.insert(mr(2)).unwrap();
+        assert_eq!(t.insert(mr(3)), Err(Error::ENOMEM));
+        t.remove(k).unwrap();
+        t.insert(mr(3)).unwrap();
+        assert_eq!(t.len(), 2);
+        assert_eq!(MrTable::check(0, 1, 1 << 40), Err(Error::EINVAL));
+        assert_eq!(MrTable::check((1 << 40) + 1, 1, 1 << 40), Err(Error::EINVAL));
+        assert_eq!(MrTable::check(1, 2, 1 << 40), Err(Error::EINVAL));
+        assert_eq!(MrTable::check(1, 1 << 6, 1 << 40), Err(Error::EOPNOTSUPP));
+        assert_eq!(MrTable::check(1, 7, 1 << 40), Ok(Access::LOCAL_WRITE | Access::REMOTE_WRITE | Access::REMOTE_READ));
+    }
+}

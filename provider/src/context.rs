@@ -1,0 +1,413 @@
+//! An open ferrite device (a verbs context) and the verbs ferrite serves so far:
+//! device and port queries, protection domains, memory regions and completion
+//! queues.
+//!
+//! Control-path verbs go to the kernel through libibverbs' `ibv_cmd_*` helpers, with
+//! ferrite's own request/response tails from `ferrite_abi`.  A CQ's completion ring is
+//! mapped once at creation (`mmap` of the context's command fd at the offset the
+//! kernel returned); `poll_cq` then reads it without entering the kernel.
+
+use core::ffi::{c_int, c_void, CStr};
+use core::mem::{offset_of, size_of};
+use core::ptr;
+use core::sync::atomic::{AtomicBool, Ordering};
+
+use ferrite_abi::cq::{self, Cqe, Ring};
+use ferrite_abi::UVERBS_ABI_VERSION;
+
+use crate::sys::{self, *};
+
+/// ferrite's verbs context: libibverbs' `verbs_context` first.
+#[repr(C)]
+pub struct FerriteContext {
+    vctx: VerbsContext,
+}
+
+/// ferrite's CQ: the public `ibv_cq` first, then the mapped ring.
+#[repr(C)]
+pub struct FerriteCq {
+    ibv_cq: IbvCq,
+    map: *mut c_void,
+    map_len: usize,
+    ring: Option<Ring>,
+    /// Serialises pollers of this CQ (the ring has one consumer at a time).
+    polling: AtomicBool,
+}
+
+/// Write a message to stderr (the provider has no other channel before a context).
+pub fn warn(msg: &CStr) {
+    let b = msg.to_bytes();
+    // SAFETY: writing a valid buffer to fd 2; a failed write is ignored.
+    unsafe { libc::write(2, b.as_ptr() as *const c_void, b.len()) };
+}
+
+fn set_errno(e: c_int) {
+    // SAFETY: __errno_location returns this thread's errno.
+    unsafe { *libc::__errno_location() = e };
+}
+
+/// # Safety
+/// `p` is zero or a pointer `calloc` returned.
+unsafe fn free<T>(p: *mut T) {
+    // SAFETY: function contract.
+    unsafe { libc::free(p as *mut c_void) }
+}
+
+fn calloc<T>() -> *mut T {
+    // SAFETY: plain zeroed allocation.
+    unsafe { libc::calloc(1, size_of::<T>()) as *mut T }
+}
+
+unsafe fn ferrite_ctx(ibctx: *mut IbvContext) -> *mut FerriteContext {
+    // SAFETY: every ibv_context of ours sits CONTEXT_OFFSET into the verbs_context at
+    // offset 0 of a FerriteContext.
+    unsafe { (ibctx as *mut u8).sub(CONTEXT_OFFSET + offset_of!(FerriteContext, vctx)) as *mut FerriteContext }
+}
+
+fn ops() -> VerbsContextOps {
+    let mut o = VerbsContextOps { slots: [ptr::null(); slot::COUNT] };
+    o.slots[slot::QUERY_DEVICE_EX] = query_device_ex as *const c_void;
+    o.slots[slot::QUERY_PORT] = query_port as *const c_void;
+    o.slots[slot::ALLOC_PD] = alloc_pd as *const c_void;
+    o.slots[slot::DEALLOC_PD] = dealloc_pd as *const c_void;
+    o.slots[slot::REG_MR] = reg_mr as *const c_void;
+    o.slots[slot::DEREG_MR] = dereg_mr as *const c_void;
+    o.slots[slot::CREATE_CQ] = create_cq as *const c_void;
+    o.slots[slot::DESTROY_CQ] = destroy_cq as *const c_void;
+    o.slots[slot::POLL_CQ] = poll_cq as *const c_void;
+    o.slots[slot::REQ_NOTIFY_CQ] = req_notify_cq as *const c_void;
+    o.slots[slot::FREE_CONTEXT] = free_context as *const c_void;
+    o
+}
+
+/// `verbs_device_ops.alloc_context`: open the device.
+pub unsafe extern "C" fn alloc_context(
+    ibdev: *mut IbvDevice,
+    cmd_fd: c_int,
+    _private_data: *mut c_void,
+) -> *mut VerbsContext {
+    // SAFETY: libibverbs' allocator: calloc's a FerriteContext and initialises the
+    // verbs_context at the given offset; it closes cmd_fd itself on failure.
+    let ctx = unsafe {
+        sys::_verbs_init_and_alloc_context(
+            ibdev,
+            cmd_fd,
+            size_of::<FerriteContext>(),
+            offset_of!(FerriteContext, vctx) as *mut VerbsContext,
+            RDMA_DRIVER_UNKNOWN,
+        )
+    } as *mut FerriteContext;
+    if ctx.is_null() {
+        return ptr::null_mut();
+    }
+    // SAFETY: ctx is a live, initialised FerriteContext.
+    let vctx = unsafe { ptr::addr_of_mut!((*ctx).vctx) };
+    let mut cmd = GetContextCmd::default();
+    let mut resp = GetContextResp::default();
+    // SAFETY: vctx is initialised; the buffers are ours and sized as passed.
+    let err = unsafe {
+        sys::ibv_cmd_get_context(vctx, &mut cmd, size_of::<GetContextCmd>(), &mut resp, size_of::<GetContextResp>())
+    };
+    if err != 0 {
+        return fail_context(ctx, err);
+    }
+    if resp.drv.abi_version != UVERBS_ABI_VERSION || resp.drv.cqe_size as usize != size_of::<Cqe>() {
+        warn(c"ferrite: the kernel module speaks another ferrite ABI than this provider; reinstall matching versions\n");
+        return fail_context(ctx, libc::EPROTO);
+    }
+    let ops = ops();
+    // SAFETY: verbs_set_ops copies the table; vctx is initialised.
+    unsafe { sys::verbs_set_ops(vctx, &ops) };
+    vctx
+}
+
+fn fail_context(ctx: *mut FerriteContext, err: c_int) -> *mut VerbsContext {
+    // SAFETY: ctx was initialised by _verbs_init_and_alloc_context; uninit closes
+    // the fd, and the FerriteContext is ours to free.
+    unsafe {
+        sys::verbs_uninit_context(ptr::addr_of_mut!((*ctx).vctx));
+        free(ctx);
+    }
+    set_errno(err);
+    ptr::null_mut()
+}
+
+unsafe extern "C" fn free_context(ibctx: *mut IbvContext) {
+    // SAFETY: ibctx is one of ours (see ferrite_ctx); after uninit nothing refers to it.
+    unsafe {
+        let ctx = ferrite_ctx(ibctx);
+        sys::verbs_uninit_context(ptr::addr_of_mut!((*ctx).vctx));
+        free(ctx);
+    }
+}
+
+unsafe extern "C" fn query_device_ex(
+    ibctx: *mut IbvContext,
+    input: *const IbvQueryDeviceExInput,
+    attr: *mut IbvDeviceAttrEx,
+    attr_size: usize,
+) -> c_int {
+    let mut resp_size = 0usize;
+    // SAFETY: arguments come from libibverbs; a NULL response buffer is allowed.
+    unsafe { sys::ibv_cmd_query_device_any(ibctx, input, attr, attr_size, ptr::null_mut(), &mut resp_size) }
+}
+
+unsafe extern "C" fn query_port(ibctx: *mut IbvContext, port: u8, attr: *mut IbvPortAttr) -> c_int {
+    let mut cmd = QueryPortCmd::default();
+    // SAFETY: arguments from libibverbs; cmd is ours.
+    unsafe { sys::ibv_cmd_query_port(ibctx, port, attr, &mut cmd, size_of::<QueryPortCmd>()) }
+}
+
+unsafe extern "C" fn alloc_pd(ibctx: *mut IbvContext) -> *mut IbvPd {
+    let pd: *mut IbvPd = calloc();
+    if pd.is_null() {
+        set_errno(libc::ENOMEM);
+        return ptr::null_mut();
+    }
+    let mut cmd = AllocPdCmd::default();
+    let mut resp = AllocPdResp::default();
+    // SAFETY: pd is zeroed and ours; the buffers are sized as passed.
+    let err = unsafe {
+        sys::ibv_cmd_alloc_pd(ibctx, pd, &mut cmd, size_of::<AllocPdCmd>(), &mut resp, size_of::<AllocPdResp>())
+    };
+    if err != 0 {
+        // SAFETY: the kernel did not take it.
+        unsafe { free(pd) };
+        set_errno(err);
+        return ptr::null_mut();
+    }
+    pd
+}
+
+unsafe extern "C" fn dealloc_pd(pd: *mut IbvPd) -> c_int {
+    // SAFETY: pd is one of ours.
+    let err = unsafe { sys::ibv_cmd_dealloc_pd(pd) };
+    if err == 0 {
+        // SAFETY: the kernel object is gone; nothing else refers to pd.
+        unsafe { free(pd) };
+    }
+    err
+}
+
+unsafe extern "C" fn reg_mr(
+    pd: *mut IbvPd,
+    addr: *mut c_void,
+    length: usize,
+    hca_va: u64,
+    access: c_int,
+) -> *mut IbvMr {
+    let vmr: *mut VerbsMr = calloc();
+    if vmr.is_null() {
+        set_errno(libc::ENOMEM);
+        return ptr::null_mut();
+    }
+    let mut cmd = RegMrCmd::default();
+    let mut resp = RegMrResp::default();
+    // SAFETY: vmr is zeroed and ours; the buffers are sized as passed.
+    let err = unsafe {
+        sys::ibv_cmd_reg_mr(
+            pd,
+            addr,
+            length,
+            hca_va,
+            access,
+            vmr,
+            &mut cmd,
+            size_of::<RegMrCmd>(),
+            &mut resp,
+            size_of::<RegMrResp>(),
+        )
+    };
+    if err != 0 {
+        // SAFETY: the kernel did not take it.
+        unsafe { free(vmr) };
+        set_errno(err);
+        return ptr::null_mut();
+    }
+    // SAFETY: vmr is live; ibv_mr is its first member.
+    unsafe { ptr::addr_of_mut!((*vmr).ibv_mr) }
+}
+
+unsafe extern "C" fn dereg_mr(vmr: *mut VerbsMr) -> c_int {
+    // SAFETY: vmr is one of ours.
+    let err = unsafe { sys::ibv_cmd_dereg_mr(vmr) };
+    if err == 0 {
+        // SAFETY: the kernel object is gone.
+        unsafe { free(vmr) };
+    }
+    err
+}
+
+unsafe extern "C" fn create_cq(
+    ibctx: *mut IbvContext,
+    cqe: c_int,
+    channel: *mut IbvCompChannel,
+    comp_vector: c_int,
+) -> *mut IbvCq {
+    let cq: *mut FerriteCq = calloc();
+    if cq.is_null() {
+        set_errno(libc::ENOMEM);
+        return ptr::null_mut();
+    }
+    let mut cmd = CreateCqCmd::default();
+    let mut resp = CreateCqResp::default();
+    // SAFETY: cq is zeroed and ours (ibv_cq first); the buffers are sized as passed.
+    let err = unsafe {
+        sys::ibv_cmd_create_cq(
+            ibctx,
+            cqe,
+            channel,
+            comp_vector,
+            ptr::addr_of_mut!((*cq).ibv_cq),
+            &mut cmd,
+            size_of::<CreateCqCmd>(),
+            &mut resp,
+            size_of::<CreateCqResp>(),
+        )
+    };
+    if err != 0 {
+        // SAFETY: the kernel did not take it.
+        unsafe { free(cq) };
+        set_errno(err);
+        return ptr::null_mut();
+    }
+    let d = resp.drv;
+    let geometry_ok = cq::slots_for(d.slots) == Some(d.slots) && d.mmap_len as usize == cq::ring_bytes(d.slots);
+    let map = if geometry_ok {
+        // SAFETY: mapping the kernel's ring: shared, exactly the published length.
+        unsafe {
+            libc::mmap(
+                ptr::null_mut(),
+                d.mmap_len as usize,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                (*ibctx).cmd_fd,
+                d.mmap_offset as libc::off_t,
+            )
+        }
+    } else {
+        warn(c"ferrite: the kernel returned a CQ ring of impossible geometry\n");
+        libc::MAP_FAILED
+    };
+    if map == libc::MAP_FAILED {
+        // SAFETY: read this thread's errno before anything else changes it.
+        let e = if geometry_ok { unsafe { *libc::__errno_location() } } else { libc::EPROTO };
+        // SAFETY: the CQ exists in the kernel; undo it, then free ours.
+        unsafe {
+            sys::ibv_cmd_destroy_cq(ptr::addr_of_mut!((*cq).ibv_cq));
+            free(cq);
+        }
+        set_errno(e);
+        return ptr::null_mut();
+    }
+    // SAFETY: `map` holds ring_bytes(slots) bytes, page-aligned, until destroy_cq.
+    let ring = unsafe { Ring::new(map as *mut u8, d.slots) };
+    // SAFETY: cq is ours and not yet visible to anyone else.
+    unsafe {
+        (*cq).map = map;
+        (*cq).map_len = d.mmap_len as usize;
+        (*cq).ring = ring;
+        ptr::addr_of_mut!((*cq).ibv_cq)
+    }
+}
+
+unsafe extern "C" fn destroy_cq(ibcq: *mut IbvCq) -> c_int {
+    // SAFETY: ibcq is the first member of one of our FerriteCqs.
+    let cq = ibcq as *mut FerriteCq;
+    // SAFETY: as above.
+    let err = unsafe { sys::ibv_cmd_destroy_cq(ibcq) };
+    if err != 0 {
+        return err;
+    }
+    // SAFETY: the mapping is ours; after the kernel CQ is gone nobody polls it.
+    unsafe {
+        libc::munmap((*cq).map, (*cq).map_len);
+        free(cq);
+    }
+    0
+}
+
+/// `ibv_poll_cq`: completions straight from the shared ring, no system call.
+unsafe extern "C" fn poll_cq(ibcq: *mut IbvCq, num_entries: c_int, wc: *mut IbvWc) -> c_int {
+    // SAFETY: ibcq is the first member of one of our FerriteCqs.
+    let cq = unsafe { &*(ibcq as *const FerriteCq) };
+    let Some(ring) = cq.ring.as_ref() else { return 0 };
+    while cq.polling.compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed).is_err() {
+        core::hint::spin_loop();
+    }
+    let mut n = 0;
+    while n < num_entries.max(0) {
+        let Some(c) = ring.pop() else { break };
+        let w = IbvWc {
+            wr_id: c.wr_id,
+            status: c.status,
+            opcode: c.opcode,
+            vendor_err: c.vendor_err,
+            byte_len: c.byte_len,
+            imm_data: c.imm_data,
+            qp_num: c.qp_num,
+            src_qp: c.src_qp,
+            wc_flags: c.wc_flags as c_int,
+            pkey_index: c.pkey_index,
+            slid: c.slid,
+            sl: c.sl,
+            dlid_path_bits: c.dlid_path_bits,
+        };
+        // SAFETY: the caller provides room for num_entries completions.
+        unsafe { wc.add(n as usize).write(w) };
+        n += 1;
+    }
+    cq.polling.store(false, Ordering::Release);
+    n
+}
+
+unsafe extern "C" fn req_notify_cq(ibcq: *mut IbvCq, solicited_only: c_int) -> c_int {
+    // SAFETY: ibcq is one of ours.
+    unsafe { sys::ibv_cmd_req_notify_cq(ibcq, solicited_only) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ops_table_fills_exactly_the_served_verbs() {
+        let o = ops();
+        let set = o.slots.iter().filter(|p| !p.is_null()).count();
+        assert_eq!(set, 11);
+        for s in [slot::ALLOC_PD, slot::CREATE_CQ, slot::POLL_CQ, slot::FREE_CONTEXT, slot::REQ_NOTIFY_CQ] {
+            assert!(!o.slots[s].is_null());
+        }
+    }
+
+    #[test]
+    fn poll_reads_the_ring_in_order_and_converts_entries() {
+        #[repr(C, align(4096))]
+        struct Page([u8; 8192]);
+        let mut mem = std::boxed::Box::new(Page([0; 8192]));
+        let slots = 8;
+        assert!(cq::ring_bytes(slots) <= 8192);
+        // SAFETY: `mem` outlives both ring views below.
+        let producer = unsafe { Ring::new(mem.0.as_mut_ptr(), slots) }.unwrap();
+        // SAFETY: zeroed FerriteCq is a valid "no ring yet" state; ring set below.
+        let mut fcq: FerriteCq = unsafe { core::mem::zeroed() };
+        // SAFETY: as above.
+        fcq.ring = unsafe { Ring::new(mem.0.as_mut_ptr(), slots) };
+        for i in 0..5u64 {
+            producer
+                .push(&Cqe { wr_id: 100 + i, status: i as u32, opcode: 128, byte_len: 4096, qp_num: 7, ..Default::default() })
+                .unwrap();
+        }
+        let mut wc = [IbvWc::default(); 3];
+        let ibcq = &mut fcq as *mut FerriteCq as *mut IbvCq;
+        // SAFETY: ibcq is a FerriteCq; wc has room for 3.
+        assert_eq!(unsafe { poll_cq(ibcq, 3, wc.as_mut_ptr()) }, 3);
+        assert_eq!([wc[0].wr_id, wc[1].wr_id, wc[2].wr_id], [100, 101, 102]);
+        assert_eq!((wc[2].status, wc[2].opcode, wc[2].byte_len, wc[2].qp_num), (2, 128, 4096, 7));
+        // SAFETY: as above.
+        assert_eq!(unsafe { poll_cq(ibcq, 3, wc.as_mut_ptr()) }, 2);
+        // SAFETY: as above.
+        assert_eq!(unsafe { poll_cq(ibcq, 3, wc.as_mut_ptr()) }, 0);
+        core::mem::forget(fcq);
+    }
+}
