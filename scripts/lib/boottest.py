@@ -26,10 +26,15 @@ BOOT_TIMEOUT = int(os.environ.get("FERRITE_BOOT_TIMEOUT", "420"))
 
 
 def prepare_guest_dir(name, ko, script):
-    g = os.path.join(util.build_dir(name), "guest")
+    """The guest's /ferrite: module, provider, test program, script, out/."""
+    logdir = util.build_dir(name)
+    g = os.path.join(logdir, "guest")
     shutil.rmtree(g, ignore_errors=True)
     os.makedirs(os.path.join(g, "out"))
     shutil.copy(ko, os.path.join(g, "ferrite.ko"))
+    for f in os.listdir(logdir):
+        if f.startswith("libferrite-rdmav") or f == "verbs-ctl":
+            shutil.copy(os.path.join(logdir, f), g)
     shutil.copy(script, os.path.join(g, "run"))
     os.chmod(os.path.join(g, "run"), 0o755)
     return g

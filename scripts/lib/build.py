@@ -94,6 +94,38 @@ def check_rust_object(obj):
         raise util.Fail(f"{obj}: defines {mem_defined}; the kernel's must be used")
 
 
+def rdma_core_release(res):
+    """Upstream rdma-core release of a resolved target: "44.0-2" -> "44.0"."""
+    return res["rdma_core"].split("-")[0].split("+")[0]
+
+
+# Newest glibc symbol version the provider may import: it must load on every target.
+PROVIDER_GLIBC_MAX = (2, 17)
+
+
+def build_provider(res, logdir):
+    """Build provider/ for the target's rdma-core; returns the installed file name."""
+    rel = rdma_core_release(res)
+    tdir = os.path.join(TOP, "build", "provider-target", rel)
+    logf = os.path.join(logdir, "provider.log")
+    if os.path.exists(logf):
+        os.unlink(logf)
+    util.run(["cargo", "build", "-q", "-p", "ferrite-provider", "--release", "--lib"],
+             env={"FERRITE_RDMA_CORE": rel, "CARGO_TARGET_DIR": tdir}, logfile=logf, cwd=TOP)
+    so = os.path.join(tdir, "release", "libferrite_provider.so")
+    dyn = subprocess.run(["objdump", "-T", so], capture_output=True, text=True, check=True).stdout
+    m = re.search(r"verbs_register_driver_(\d+)", dyn)
+    if not m:
+        raise util.Fail(f"{so}: registers with no libibverbs provider ABI")
+    for maj, mnr in re.findall(r"GLIBC_(\d+)\.(\d+)", dyn):
+        if (int(maj), int(mnr)) > PROVIDER_GLIBC_MAX:
+            raise util.Fail(f"{so}: imports GLIBC_{maj}.{mnr}; it must load with older glibc too")
+    name = f"libferrite-rdmav{m.group(1)}.so"
+    shutil.copy(so, os.path.join(logdir, name))
+    util.log(f"{res['target']}: provider {name} for rdma-core {rel}")
+    return name
+
+
 def probe_names():
     names = []
     with open(os.path.join(TOP, "compat", "probes.list")) as f:
@@ -208,8 +240,16 @@ def build_target(name):
     if not objtool_rust:
         raise util.Fail(f"{name}: objtool did not run over the Rust code (see {mod}/rust/.ferrite_rust.o.cmd)")
     shutil.copy(ko, os.path.join(logdir, "ferrite.ko"))
+    provider = build_provider(res, logdir)
+    # The control-path test program, built in the root against its libibverbs.
+    shutil.copy(os.path.join(TOP, "tests", "guest", "verbs-ctl.c"), mod)
+    clog = os.path.join(logdir, "verbs-ctl.log")
+    r = in_root(root, mod, "gcc -O2 -Wall -Werror -o /mnt/verbs-ctl /mnt/verbs-ctl.c -libverbs", clog)
+    if r.returncode != 0:
+        raise util.Fail(f"{name}: tests/guest/verbs-ctl.c does not build (log: {clog})")
+    shutil.copy(os.path.join(mod, "verbs-ctl"), logdir)
     info = {"resolved": res, "probes": probes, "root": root,
-            "objtool_over_rust": objtool_rust}
+            "objtool_over_rust": objtool_rust, "provider": provider}
     with open(os.path.join(logdir, "build.json"), "w") as f:
         json.dump(info, f, indent=1)
     util.log(f"{name}: built {os.path.relpath(os.path.join(logdir, 'ferrite.ko'), TOP)}")

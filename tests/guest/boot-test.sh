@@ -206,6 +206,102 @@ t_port_state_follows_carrier() {
 	wait_for 10 port_state_is f1 "4: ACTIVE"
 }
 
+# --- the provider: the target's own libibverbs loads ferrite's --------------------------
+
+t_provider_install() {
+	local so dir
+	so=$(ls /ferrite/libferrite-rdmav*.so 2>/dev/null | head -1)
+	[ -n "$so" ] || { diag "no provider built"; return 1; }
+	dir=$(dirname "$(ls /usr/lib/x86_64-linux-gnu/libibverbs/librxe-rdmav*.so | head -1)")
+	cp "$so" "$dir/" && echo "driver ferrite" > /etc/libibverbs.d/ferrite.driver || return 1
+	diag "installed $(basename "$so") in $dir"
+	modprobe rdma_rxe && rdma link add r1 type rxe netdev v1 && ibdev_exists r1
+}
+
+t_provider_ibv_devices() {
+	local out guid
+	out=$(ibv_devices 2>&1)
+	diag "$out"
+	guid=$(tr -d : < /sys/class/infiniband/f0/node_guid)
+	grep -Eq "^[[:space:]]+f0[[:space:]]+$guid$" <<<"$out" && grep -Eq "^[[:space:]]+r1[[:space:]]" <<<"$out"
+}
+
+devinfo_has() { # devinfo_has DEV REGEX
+	ibv_devinfo -d "$1" -v 2>&1 | grep -Eq "$2"
+}
+
+t_provider_ibv_devinfo() {
+	local out
+	out=$(ibv_devinfo -d f0 -v 2>&1) || { diag "$out"; return 1; }
+	diag "$(grep -E 'transport|vendor_id|vendor_part_id|max_pd:|max_cqe:|state:|active_mtu|link_layer|GID\[ *1\]' <<<"$out")"
+	grep -Eq 'vendor_part_id:[[:space:]]+65026' <<<"$out" &&
+		grep -Eq 'max_pd:[[:space:]]+4096' <<<"$out" &&
+		grep -Eq 'state:[[:space:]]+PORT_ACTIVE' <<<"$out" &&
+		grep -Eq 'link_layer:[[:space:]]+Ethernet' <<<"$out" &&
+		grep -Eq 'active_mtu:[[:space:]]+1024 \(3\)' <<<"$out"
+}
+
+t_provider_mtu_follows_netdev() {
+	ip link set v0 mtu 9000 && ip link set v1 mtu 9000 || return 1
+	devinfo_has f0 'active_mtu:[[:space:]]+4096 \(5\)' || { diag "MTU 9000: $(ibv_devinfo -d f0 | grep active_mtu)"; return 1; }
+	ip link set v0 mtu 2200 || return 1
+	devinfo_has f0 'active_mtu:[[:space:]]+2048 \(4\)' || { diag "MTU 2200: $(ibv_devinfo -d f0 | grep active_mtu)"; return 1; }
+	ip link set v0 mtu 1500 && ip link set v1 mtu 1500 || return 1
+	devinfo_has f0 'active_mtu:[[:space:]]+1024 \(3\)'
+}
+
+t_provider_rxe_alongside() {
+	# rxe's device is served by rxe's provider, not ferrite's.
+	local out
+	out=$(ibv_devinfo -d r1 -v 2>&1) || { diag "$out"; return 1; }
+	diag "$(grep -E 'vendor_part_id|fw_ver' <<<"$out")"
+	! grep -Eq 'vendor_part_id:[[:space:]]+65026' <<<"$out"
+}
+
+t_provider_survives_rename() {
+	rdma dev set f0 name fz || return 1
+	local ok=0
+	devinfo_has fz 'vendor_part_id:[[:space:]]+65026' || ok=1
+	rdma dev set fz name f0 || return 1
+	return $ok
+}
+
+t_provider_verbs_ctl() {
+	local out rc
+	out=$(/ferrite/verbs-ctl f0)
+	rc=$?
+	# The program's own lines become subtests of this target.
+	printf '%s\n' "$out" >> "$RES"
+	return $rc
+}
+
+res_zero() { # res_zero DEV: nothing of DEV's in rdma resource show
+	local line
+	line=$(rdma res show | grep -E "^[0-9]+: $1: ")
+	[ -n "$line" ] && ! grep -Eq '(pd|cq|qp|mr|ctx) [1-9]' <<<"$line"
+}
+
+t_provider_resources_released() {
+	wait_for 10 res_zero f0 || { diag "$(rdma res show)"; return 1; }
+}
+
+t_provider_kill9() {
+	local pid out
+	/ferrite/verbs-ctl f0 hold > /tmp/hold.out 2>&1 &
+	pid=$!
+	wait_for 20 grep -q held /tmp/hold.out || { diag "holder: $(cat /tmp/hold.out)"; kill -9 $pid; return 1; }
+	out=$(rdma res show | grep -E "^[0-9]+: f0: ")
+	diag "while held: $out"
+	grep -Eq 'pd [1-9]' <<<"$out" && grep -Eq 'mr [1-9]' <<<"$out" && grep -Eq 'cq [1-9]' <<<"$out" || return 1
+	kill -9 $pid
+	wait $pid 2>/dev/null
+	wait_for 20 res_zero f0 || { diag "after kill -9: $(rdma res show | grep f0)"; return 1; }
+}
+
+t_provider_cleanup() {
+	rdma link delete r1 && wait_for 10 ibdev_gone r1
+}
+
 # --- error cases -------------------------------------------------------------------
 
 t_duplicate_netdev() {
@@ -317,6 +413,16 @@ check node_guid t_node_guid
 check roce_v2_gids t_gids
 check gids_follow_addresses t_gids_follow_addresses
 check port_state_follows_carrier t_port_state_follows_carrier
+check provider_install t_provider_install
+check provider_ibv_devices t_provider_ibv_devices
+check provider_ibv_devinfo t_provider_ibv_devinfo
+check provider_mtu_follows_netdev t_provider_mtu_follows_netdev
+check provider_rxe_alongside t_provider_rxe_alongside
+check provider_survives_rename t_provider_survives_rename
+check provider_verbs_ctl t_provider_verbs_ctl
+check provider_resources_released t_provider_resources_released
+check provider_kill9_releases_everything t_provider_kill9
+check provider_rxe_cleanup t_provider_cleanup
 check duplicate_netdev_rejected t_duplicate_netdev
 check missing_netdev_rejected t_missing_netdev
 check non_ethernet_rejected t_non_ethernet
