@@ -33,7 +33,8 @@ def prepare_guest_dir(name, ko, script):
     os.makedirs(os.path.join(g, "out"))
     shutil.copy(ko, os.path.join(g, "ferrite.ko"))
     for f in os.listdir(logdir):
-        if f.startswith("libferrite-rdmav") or f == "verbs-ctl":
+        if f.startswith(("libferrite-rdmav", "ferrite-")) and f.endswith((".so", ".tar.gz")) \
+                or f == "verbs-ctl":
             shutil.copy(os.path.join(logdir, f), g)
     shutil.copy(script, os.path.join(g, "run"))
     os.chmod(os.path.join(g, "run"), 0o755)

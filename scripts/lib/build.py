@@ -126,6 +126,35 @@ def build_provider(res, logdir):
     return name
 
 
+def make_package(name, res, root, logdir, provider):
+    """The driver-only update for a target: build/<target>/ferrite-<target>.tar.gz.
+
+    Unpacked at / of a machine running that target, then `depmod -a`, it installs
+    ferrite.ko, the provider and its libibverbs driver file, and nothing else.
+    """
+    import tarfile
+    # Paths as the release lays them out: merged-/usr releases keep modules in /usr/lib.
+    merged = os.path.islink(os.path.join(root, "lib"))
+    moddir = ("usr/lib" if merged else "lib") + f"/modules/{res['kernel']}/updates"
+    providers = "usr/lib/x86_64-linux-gnu/libibverbs"
+    out = os.path.join(logdir, f"ferrite-{name}.tar.gz")
+
+    def entry(tar, arcname, data=None, path=None, mode=0o644):
+        ti = tarfile.TarInfo(arcname)
+        ti.mode, ti.uid, ti.gid, ti.uname, ti.gname = mode, 0, 0, "root", "root"
+        if path:
+            data = open(path, "rb").read()
+        ti.size = len(data)
+        import io
+        tar.addfile(ti, io.BytesIO(data))
+
+    with tarfile.open(out, "w:gz") as tar:
+        entry(tar, f"{moddir}/ferrite.ko", path=os.path.join(logdir, "ferrite.ko"))
+        entry(tar, f"{providers}/{provider}", path=os.path.join(logdir, provider), mode=0o755)
+        entry(tar, "etc/libibverbs.d/ferrite.driver", data=b"driver ferrite\n")
+    return os.path.basename(out)
+
+
 def probe_names():
     names = []
     with open(os.path.join(TOP, "compat", "probes.list")) as f:
@@ -248,8 +277,9 @@ def build_target(name):
     if r.returncode != 0:
         raise util.Fail(f"{name}: tests/guest/verbs-ctl.c does not build (log: {clog})")
     shutil.copy(os.path.join(mod, "verbs-ctl"), logdir)
+    package = make_package(name, res, root, logdir, provider)
     info = {"resolved": res, "probes": probes, "root": root,
-            "objtool_over_rust": objtool_rust, "provider": provider}
+            "objtool_over_rust": objtool_rust, "provider": provider, "package": package}
     with open(os.path.join(logdir, "build.json"), "w") as f:
         json.dump(info, f, indent=1)
     util.log(f"{name}: built {os.path.relpath(os.path.join(logdir, 'ferrite.ko'), TOP)}")

@@ -81,8 +81,12 @@ t_core_modules() {
 }
 
 t_install_module() {
-	mkdir -p "/lib/modules/$KVER/updates" &&
-		cp /ferrite/ferrite.ko "/lib/modules/$KVER/updates/" &&
+	# The driver-only update, as a vendor ships it: unpack at /, then depmod.
+	local pkg
+	pkg=$(ls /ferrite/ferrite-*.tar.gz 2>/dev/null | head -1)
+	[ -n "$pkg" ] || { diag "no package"; return 1; }
+	diag "$(tar -tzf "$pkg" | tr '\n' ' ')"
+	tar -C / --keep-directory-symlink --no-same-owner -xzf "$pkg" &&
 		depmod -a "$KVER" &&
 		modinfo ferrite | grep -q "^vermagic: *$KVER " ||
 		{ diag "ferrite.ko does not install for $KVER: $(modinfo -F vermagic ferrite 2>&1)"; return 1; }
@@ -209,12 +213,11 @@ t_port_state_follows_carrier() {
 # --- the provider: the target's own libibverbs loads ferrite's --------------------------
 
 t_provider_install() {
-	local so dir
-	so=$(ls /ferrite/libferrite-rdmav*.so 2>/dev/null | head -1)
-	[ -n "$so" ] || { diag "no provider built"; return 1; }
-	dir=$(dirname "$(ls /usr/lib/x86_64-linux-gnu/libibverbs/librxe-rdmav*.so | head -1)")
-	cp "$so" "$dir/" && echo "driver ferrite" > /etc/libibverbs.d/ferrite.driver || return 1
-	diag "installed $(basename "$so") in $dir"
+	# Installed by the package (install_module); rxe joins on the peer netdev.
+	local so
+	so=$(ls /usr/lib/x86_64-linux-gnu/libibverbs/libferrite-rdmav*.so 2>/dev/null)
+	diag "provider: ${so:-none}; driver file: $(cat /etc/libibverbs.d/ferrite.driver 2>&1)"
+	[ -n "$so" ] && grep -qx "driver ferrite" /etc/libibverbs.d/ferrite.driver || return 1
 	modprobe rdma_rxe && rdma link add r1 type rxe netdev v1 && ibdev_exists r1
 }
 
@@ -271,6 +274,15 @@ t_provider_verbs_ctl() {
 	out=$(/ferrite/verbs-ctl f0)
 	rc=$?
 	# The program's own lines become subtests of this target.
+	printf '%s\n' "$out" >> "$RES"
+	return $rc
+}
+
+t_provider_memlock() {
+	# Without CAP_IPC_LOCK, pinning stops at RLIMIT_MEMLOCK.
+	local out rc
+	out=$(ulimit -l 1024 && setpriv --bounding-set -ipc_lock /ferrite/verbs-ctl f0 memlock)
+	rc=$?
 	printf '%s\n' "$out" >> "$RES"
 	return $rc
 }
@@ -420,6 +432,7 @@ check provider_mtu_follows_netdev t_provider_mtu_follows_netdev
 check provider_rxe_alongside t_provider_rxe_alongside
 check provider_survives_rename t_provider_survives_rename
 check provider_verbs_ctl t_provider_verbs_ctl
+check provider_memlock t_provider_memlock
 check provider_resources_released t_provider_resources_released
 check provider_kill9_releases_everything t_provider_kill9
 check provider_rxe_cleanup t_provider_cleanup

@@ -7,6 +7,8 @@
  *                        each, with "# " lines of detail before it
  *   verbs-ctl DEV hold   allocate a PD, MR and CQ, print "held", then sleep
  *                        (the boot test kills it with SIGKILL)
+ *   verbs-ctl DEV memlock  run without CAP_IPC_LOCK under a 1 MiB
+ *                        RLIMIT_MEMLOCK: 8 MiB must fail with ENOMEM, 4 KiB pass
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -260,6 +262,24 @@ int main(int argc, char **argv)
 		fflush(stdout);
 		for (;;)
 			pause();
+	}
+
+	if (argc > 2 && !strcmp(argv[2], "memlock")) {
+		static char small[4096];
+		char *big = malloc(8 << 20);
+		int e_big, e_small;
+
+		pd = ibv_alloc_pd(ctx);
+		if (!pd || !big)
+			return 1;
+		e_big = reg_dereg(pd, big, 8 << 20, IBV_ACCESS_LOCAL_WRITE);
+		e_small = reg_dereg(pd, small, sizeof(small), IBV_ACCESS_LOCAL_WRITE);
+		diag("8 MiB: %d, 4 KiB: %d", e_big, e_small);
+		result("provider_mr_honours_memlock", e_big == ENOMEM && e_small == 0);
+		free(big);
+		ibv_dealloc_pd(pd);
+		ibv_close_device(ctx);
+		return failed;
 	}
 
 	memset(&attr, 0, sizeof(attr));
