@@ -73,6 +73,17 @@ static int ferrite_query_device(struct ib_device *ibdev,
 	return 0;
 }
 
+static void ferrite_get_dev_fw_str(struct ib_device *ibdev, char *str)
+{
+	struct ferrite_dev_attr a;
+
+	ferrite_rs_dev_query(to_fdev(ibdev)->rs, &a);
+	snprintf(str, IB_FW_VERSION_NAME_MAX, "%llu.%llu.%llu",
+		 (unsigned long long)(a.fw_ver >> 32),
+		 (unsigned long long)((a.fw_ver >> 16) & 0xffff),
+		 (unsigned long long)(a.fw_ver & 0xffff));
+}
+
 static int ferrite_query_port(struct ib_device *ibdev, ferrite_port_t port,
 			      struct ib_port_attr *attr)
 {
@@ -196,6 +207,7 @@ const struct ib_device_ops ferrite_dev_ops = {
 	.dealloc_ucontext = ferrite_dealloc_ucontext,
 	.dereg_mr = ferrite_dereg_mr,
 	.destroy_cq = ferrite_destroy_cq,
+	.get_dev_fw_str = ferrite_get_dev_fw_str,
 	.get_link_layer = ferrite_get_link_layer,
 	.get_port_immutable = ferrite_get_port_immutable,
 	.mmap = ferrite_mmap,

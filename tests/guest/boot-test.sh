@@ -131,6 +131,7 @@ t_sysfs() {
 	[ "$(cat $d/ports/1/link_layer)" = "Ethernet" ] || { diag "link_layer $(cat $d/ports/1/link_layer)"; return 1; }
 	[ "$(cat $d/node_desc)" = "ferrite" ] || { diag "node_desc $(cat $d/node_desc)"; return 1; }
 	[ "$(cat $d/parent)" = "v0" ] || { diag "parent '$(cat $d/parent)'"; return 1; }
+	[ "$(cat $d/fw_ver)" = "0.1.0" ] || { diag "fw_ver '$(cat $d/fw_ver)'"; return 1; }
 	[ "$(cat $d/ferrite_abi)" = "1" ] || { diag "ferrite_abi '$(cat $d/ferrite_abi)'"; return 1; }
 }
 
@@ -236,7 +237,7 @@ devinfo_has() { # devinfo_has DEV REGEX
 t_provider_ibv_devinfo() {
 	local out
 	out=$(ibv_devinfo -d f0 -v 2>&1) || { diag "$out"; return 1; }
-	diag "$(grep -E 'transport|vendor_id|vendor_part_id|max_pd:|max_cqe:|state:|active_mtu|link_layer|GID\[ *1\]' <<<"$out")"
+	diag "$(grep -E 'transport|vendor_id|vendor_part_id|fw_ver|max_pd:|max_cqe:|state:|active_mtu|link_layer|GID\[ *1\]' <<<"$out")"
 	grep -Eq 'vendor_part_id:[[:space:]]+65026' <<<"$out" &&
 		grep -Eq 'max_pd:[[:space:]]+4096' <<<"$out" &&
 		grep -Eq 'state:[[:space:]]+PORT_ACTIVE' <<<"$out" &&

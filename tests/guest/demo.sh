@@ -1,7 +1,8 @@
 #!/bin/bash
-# ferrite's demo, run as the guest's first process: load ferrite, put a ferrite
-# device and, beside it, the kernel's own soft-RoCE (rxe) device on a veth pair,
-# and show what the kernel reports of both.  Output: /ferrite/out/demo.txt.
+# ferrite's demo, run as the guest's first process: install the driver-only update
+# package, put a ferrite device and, beside it, the kernel's own soft-RoCE (rxe)
+# device on a veth pair, and show what the kernel and the distro's own libibverbs
+# report of both.  Output: /ferrite/out/demo.txt.
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin
 OUT=/ferrite/out
 mkdir -p "$OUT"
@@ -15,8 +16,8 @@ KVER=$(uname -r)
 show() { echo "\$ $*"; "$@"; echo; }
 
 echo "== ferrite demo on $(. /etc/os-release; echo "$PRETTY_NAME"), kernel $KVER"
-mkdir -p "/lib/modules/$KVER/updates"
-cp /ferrite/ferrite.ko "/lib/modules/$KVER/updates/" && depmod -a "$KVER"
+show tar -C / --keep-directory-symlink --no-same-owner -xvzf /ferrite/ferrite-*.tar.gz
+depmod -a "$KVER"
 modprobe veth
 ip link add v0 address 02:00:00:00:00:01 type veth peer name v1 address 02:00:00:00:00:02
 ip addr add 192.0.2.1/24 dev v0
@@ -35,8 +36,14 @@ for d in f0 r1; do
 		"($(cat /sys/class/infiniband/$d/ports/1/gid_attrs/types/1))"
 done
 echo
+show ibv_devices
+show ibv_devinfo -d f0
+show ibv_devinfo -d r1
 show lsmod
 show rdma link delete f0
 show rdma link delete r1
 show rmmod ferrite
-show dmesg --level=err,warn,info -t
+echo "\$ dmesg | grep -E 'ferrite|rxe|r1'"
+dmesg -t | grep -E 'ferrite|rxe|infiniband'
+echo
+show cat /proc/sys/kernel/tainted
