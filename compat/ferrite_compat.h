@@ -157,15 +157,14 @@ u32 ferrite_rs_pd_count(const void *dev);
 
 /* ---- user verbs (the provider's side of the ABI is in abi/, in Rust) ---- */
 
-/* The device's uverbs_abi_ver; Rust asserts it equals abi::UVERBS_ABI_VERSION. */
+/* The device's uverbs_abi_ver; Rust asserts it is abi::UVERBS_ABI_VERSION. */
 #define FERRITE_UVERBS_ABI_VERSION 1
-u32 ferrite_rs_uverbs_abi_version(void);
 
-/* Driver part of the alloc_ucontext response: FERRITE_UCONTEXT_RESP_LEN bytes. */
+/* Driver part of the alloc_ucontext response (RESP_LEN bytes). */
 #define FERRITE_UCONTEXT_RESP_LEN 16
 void ferrite_rs_ucontext_resp(u8 *out);
 
-/* Memory regions.  Check before pinning; register the pinned region for a key. */
+/* Memory regions: check before pinning; register the pinned region. */
 int ferrite_rs_mr_check(const void *dev, u64 length, u32 access);
 int ferrite_rs_mr_register(const void *dev, u64 start, u64 length, u64 iova,
 			   u32 access, u32 *key);

@@ -217,11 +217,6 @@ pub unsafe extern "C" fn ferrite_rs_pd_count(dev: *const c_void) -> u32 {
     unsafe { device(dev) }.pd_count()
 }
 
-#[no_mangle]
-pub extern "C" fn ferrite_rs_uverbs_abi_version() -> u32 {
-    ferrite_abi::UVERBS_ABI_VERSION
-}
-
 const _: () = {
     assert!(ferrite_abi::UVERBS_ABI_VERSION == b::FERRITE_UVERBS_ABI_VERSION);
     assert!(size_of::<AllocUcontextResp>() == b::FERRITE_UCONTEXT_RESP_LEN as usize);

@@ -173,6 +173,32 @@ static void t_mr_invalid(struct ibv_pd *pd)
 	result("provider_mr_invalid_requests", ok);
 }
 
+/*
+ * Deregistering an MR a second time must fail cleanly.  The verbs API frees
+ * the MR on success, so the second call goes through a byte copy of it (the
+ * provider's verbs_mr: struct ibv_mr plus two ints), which still names the
+ * kernel handle that is now gone.
+ */
+static void t_mr_dereg_twice(struct ibv_pd *pd)
+{
+	static char buf[4096];
+	struct ibv_mr *mr = ibv_reg_mr(pd, buf, sizeof(buf),
+				       IBV_ACCESS_LOCAL_WRITE);
+	uint64_t copy[8] = { 0 };
+	int first, second;
+
+	if (!mr) {
+		result("provider_mr_dereg_twice", 0);
+		return;
+	}
+	memcpy(copy, mr, sizeof(struct ibv_mr) + 2 * sizeof(int));
+	first = ibv_dereg_mr(mr);
+	second = ibv_dereg_mr((struct ibv_mr *)copy);
+	diag("dereg: %d, again: %d", first, second);
+	/* The core finds no object for the handle: ENOENT, on every tree. */
+	result("provider_mr_dereg_twice", first == 0 && second == ENOENT);
+}
+
 static void t_pd_in_use(struct ibv_context *ctx)
 {
 	static char buf[4096];
@@ -293,6 +319,7 @@ int main(int argc, char **argv)
 	t_mr_sizes(pd);
 	t_mr_access(pd);
 	t_mr_invalid(pd);
+	t_mr_dereg_twice(pd);
 	ibv_dealloc_pd(pd);
 	t_pd_in_use(ctx);
 	t_cqs(ctx, attr.orig_attr.max_cqe);
