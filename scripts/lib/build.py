@@ -270,6 +270,14 @@ def build_target(name):
         raise util.Fail(f"{name}: objtool did not run over the Rust code (see {mod}/rust/.ferrite_rust.o.cmd)")
     shutil.copy(ko, os.path.join(logdir, "ferrite.ko"))
     provider = build_provider(res, logdir)
+    # The provider's mirrored public layouts, checked against this release's headers.
+    shutil.copy(os.path.join(TOP, "provider", "layout-check.c"), mod)
+    llog = os.path.join(logdir, "provider-layout.log")
+    r = in_root(root, mod, "gcc -fsyntax-only -Wall -Werror /mnt/layout-check.c", llog)
+    if r.returncode != 0:
+        tail = "\n".join(open(llog, errors="replace").read().splitlines()[-8:])
+        raise util.Fail(f"{name}: rdma-core {rdma_core_release(res)} does not have the layout "
+                        f"provider/src/sys.rs mirrors (log: {llog}):\n{tail}")
     # The control-path test program, built in the root against its libibverbs.
     shutil.copy(os.path.join(TOP, "tests", "guest", "verbs-ctl.c"), mod)
     clog = os.path.join(logdir, "verbs-ctl.log")
