@@ -239,6 +239,7 @@ static void __exit ferrite_exit(void)
 		ib_unregister_device_and_put(&fdev->ibdev);
 	/* Unregistrations queued by netdev removal finish on their own. */
 	wait_event(ferrite_release_wq, atomic_read(&ferrite_ndevs) == 0);
+	ferrite_uverbs_report_leaks();
 	ferrite_rs_exit();
 	pr_info("ferrite: unloaded\n");
 }

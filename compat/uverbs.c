@@ -7,6 +7,7 @@
  * owns the kernel objects: vmalloc'd rings published through the core's
  * rdma_user_mmap_entry API, and pinned user memory (ib_umem).
  */
+#include <linux/atomic.h>
 #include <linux/slab.h>
 #include <linux/vmalloc.h>
 #include <rdma/ib_umem.h>
@@ -15,6 +16,20 @@
 
 #include "ferrite.h"
 #include "uverbs.h"
+
+/* Live rings and MRs, for the leak report at module unload. */
+static atomic_t ferrite_live_rings = ATOMIC_INIT(0);
+static atomic_t ferrite_live_mrs = ATOMIC_INIT(0);
+
+void ferrite_uverbs_report_leaks(void)
+{
+	int rings = atomic_read(&ferrite_live_rings);
+	int mrs = atomic_read(&ferrite_live_mrs);
+
+	if (rings || mrs)
+		pr_err("ferrite: %d CQ rings and %d MRs leaked at unload\n",
+		       rings, mrs);
+}
 
 /* A ring shared with userspace: lives until its last mmap reference. */
 struct ferrite_mmap_entry {
@@ -67,6 +82,7 @@ void ferrite_mmap_free(struct rdma_user_mmap_entry *e)
 	/* Pages still mapped by a process stay alive through their own refs. */
 	vfree(fe->buf);
 	kfree(fe);
+	atomic_dec(&ferrite_live_rings);
 }
 
 /* Allocate a zeroed ring of `bytes` and publish it; *offset is for mmap(). */
@@ -91,6 +107,7 @@ ferrite_ring_publish(struct ib_ucontext *uctx, size_t bytes, void **buf,
 		kfree(fe);
 		return ERR_PTR(err);
 	}
+	atomic_inc(&ferrite_live_rings);
 	*buf = fe->buf;
 	*offset = rdma_user_mmap_get_offset(&fe->rdma);
 	return &fe->rdma;
@@ -218,6 +235,7 @@ static struct ib_mr *ferrite_reg_mr(struct ib_pd *pd, u64 start, u64 length,
 		kfree(mr);
 		return ERR_PTR(err);
 	}
+	atomic_inc(&ferrite_live_mrs);
 	mr->umem = umem;
 	mr->ibmr.lkey = key;
 	mr->ibmr.rkey = key;
@@ -255,6 +273,7 @@ int ferrite_dereg_mr(struct ib_mr *ibmr, struct ib_udata *udata)
 		       ibmr->lkey);
 	ib_umem_release(mr->umem);
 	kfree(mr);
+	atomic_dec(&ferrite_live_mrs);
 	return 0;
 }
 

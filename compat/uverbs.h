@@ -60,5 +60,6 @@ struct ib_mr *ferrite_reg_user_mr(struct ib_pd *pd, u64 start, u64 length,
 #endif
 int ferrite_dereg_mr(struct ib_mr *ibmr, struct ib_udata *udata);
 void ferrite_set_uverbs_cmds(struct ib_device *ibdev);
+void ferrite_uverbs_report_leaks(void);
 
 #endif /* FERRITE_UVERBS_H */
