@@ -97,7 +97,7 @@ impl Ring {
     /// # Safety
     /// `base` must satisfy the type invariant for `slots` for as long as the view lives.
     pub unsafe fn new(base: *mut u8, slots: u32) -> Option<Ring> {
-        if !slots.is_power_of_two() || slots > MAX_SLOTS || (base as usize) % 64 != 0 {
+        if !slots.is_power_of_two() || slots > MAX_SLOTS || !(base as usize).is_multiple_of(64) {
             return None;
         }
         NonNull::new(base).map(|base| Ring { base, slots })

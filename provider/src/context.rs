@@ -81,6 +81,9 @@ fn ops() -> VerbsContextOps {
 }
 
 /// `verbs_device_ops.alloc_context`: open the device.
+///
+/// # Safety
+/// Called by libibverbs only, with its device and an open uverbs command fd.
 pub unsafe extern "C" fn alloc_context(
     ibdev: *mut IbvDevice,
     cmd_fd: c_int,

@@ -50,14 +50,11 @@ unsafe extern "C" fn match_device(sysfs_dev: *mut VerbsSysfsDev) -> bool {
     }
     // SAFETY: the helper NUL-terminates what it read on success.
     let text = unsafe { CStr::from_ptr(buf.as_ptr()) }.to_bytes();
-    match parse_abi(text) {
-        Some(v) if v == UVERBS_ABI_VERSION => true,
-        other => {
-            let _ = other;
-            crate::context::warn(c"ferrite: device speaks another ferrite ABI than this provider; not claimed\n");
-            false
-        }
+    if parse_abi(text) == Some(UVERBS_ABI_VERSION) {
+        return true;
     }
+    crate::context::warn(c"ferrite: device speaks another ferrite ABI than this provider; not claimed\n");
+    false
 }
 
 unsafe extern "C" fn alloc_device(_sysfs_dev: *mut VerbsSysfsDev) -> *mut VerbsDevice {

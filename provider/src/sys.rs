@@ -321,6 +321,9 @@ macro_rules! register_fn {
             pub fn $name(ops: *const VerbsDeviceOps);
         }
         /// Register with the loading libibverbs (the PABI's registration symbol).
+        ///
+        /// # Safety
+        /// `ops` must point to a `VerbsDeviceOps` that lives as long as the library.
         pub unsafe fn verbs_register_driver(ops: *const VerbsDeviceOps) {
             // SAFETY: caller passes a static, valid ops table.
             unsafe { $name(ops) }

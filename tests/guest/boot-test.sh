@@ -270,22 +270,22 @@ t_provider_survives_rename() {
 	return $ok
 }
 
-t_provider_verbs_ctl() {
+# run_ctl ARGS...: run verbs-ctl; its own result lines become subtests of this target.
+run_ctl() {
 	local out rc
-	out=$(/ferrite/verbs-ctl f0)
+	out=$("$@")
 	rc=$?
-	# The program's own lines become subtests of this target.
 	printf '%s\n' "$out" >> "$RES"
 	return $rc
 }
 
+t_provider_verbs_ctl() {
+	run_ctl /ferrite/verbs-ctl f0
+}
+
 t_provider_memlock() {
 	# Without CAP_IPC_LOCK, pinning stops at RLIMIT_MEMLOCK.
-	local out rc
-	out=$(ulimit -l 1024 && setpriv --bounding-set -ipc_lock /ferrite/verbs-ctl f0 memlock)
-	rc=$?
-	printf '%s\n' "$out" >> "$RES"
-	return $rc
+	run_ctl bash -c 'ulimit -l 1024 && exec setpriv --bounding-set -ipc_lock /ferrite/verbs-ctl f0 memlock'
 }
 
 res_zero() { # res_zero DEV: nothing of DEV's in rdma resource show
