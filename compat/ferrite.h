@@ -42,8 +42,6 @@ static inline struct ferrite_dev *to_fdev(struct ib_device *ibdev)
 /* verbs.c */
 extern const struct ib_device_ops ferrite_dev_ops;
 void ferrite_set_sysfs_group(struct ib_device *ibdev);
-void ferrite_read_netdev_state(struct net_device *ndev,
-			       struct ferrite_netdev_state *st);
 
 /* main.c */
 void ferrite_dev_release(struct ferrite_dev *fdev);

@@ -152,8 +152,6 @@ void ferrite_rs_port_query(const void *dev,
 
 int ferrite_rs_pd_alloc(const void *dev);
 void ferrite_rs_pd_free(const void *dev);
-/* Number of live PDs (for leak checks). */
-u32 ferrite_rs_pd_count(const void *dev);
 
 /* ---- user verbs (the provider's side of the ABI is in abi/, in Rust) ---- */
 

@@ -15,8 +15,8 @@
 #include "ferrite.h"
 #include "uverbs.h"
 
-void ferrite_read_netdev_state(struct net_device *ndev,
-			       struct ferrite_netdev_state *st)
+static void ferrite_read_netdev_state(struct net_device *ndev,
+				      struct ferrite_netdev_state *st)
 {
 	memset(st, 0, sizeof(*st));
 	st->mtu = READ_ONCE(ndev->mtu);

@@ -209,14 +209,6 @@ pub unsafe extern "C" fn ferrite_rs_pd_free(dev: *const c_void) {
     unsafe { device(dev) }.pd_free()
 }
 
-/// # Safety
-/// `dev` is a live device handle.
-#[no_mangle]
-pub unsafe extern "C" fn ferrite_rs_pd_count(dev: *const c_void) -> u32 {
-    // SAFETY: function contract.
-    unsafe { device(dev) }.pd_count()
-}
-
 const _: () = {
     assert!(ferrite_abi::UVERBS_ABI_VERSION == b::FERRITE_UVERBS_ABI_VERSION);
     assert!(size_of::<AllocUcontextResp>() == b::FERRITE_UCONTEXT_RESP_LEN as usize);
@@ -366,9 +358,9 @@ mod tests {
             assert_eq!(p.active_mtu, 3);
 
             assert_eq!(ferrite_rs_pd_alloc(h), 0);
-            assert_eq!(ferrite_rs_pd_count(h), 1);
+            assert_eq!(device(h).pd_count(), 1);
             ferrite_rs_pd_free(h);
-            assert_eq!(ferrite_rs_pd_count(h), 0);
+            assert_eq!(device(h).pd_count(), 0);
 
             let mut resp = [0u8; 16];
             ferrite_rs_ucontext_resp(resp.as_mut_ptr());

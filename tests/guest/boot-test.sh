@@ -317,31 +317,26 @@ t_provider_cleanup() {
 
 # --- error cases -------------------------------------------------------------------
 
-t_duplicate_netdev() {
+# rejected IBDEV NETDEV: "rdma link add" must fail and leave no device behind.
+rejected() {
 	local out
-	if out=$(rdma link add f2 type ferrite netdev v0 2>&1); then
-		diag "second device on v0 was accepted"; return 1
+	if out=$(rdma link add "$1" type ferrite netdev "$2" 2>&1); then
+		diag "device $1 on $2 was accepted"; return 1
 	fi
 	diag "rdma: $out"
-	ibdev_gone f2 && dmesg | grep -q 'ferrite: v0 already carries a ferrite device'
+	ibdev_gone "$1"
+}
+
+t_duplicate_netdev() {
+	rejected f2 v0 && dmesg | grep -q 'ferrite: v0 already carries a ferrite device'
 }
 
 t_missing_netdev() {
-	local out
-	if out=$(rdma link add f3 type ferrite netdev nosuch0 2>&1); then
-		diag "device on a missing netdev was accepted"; return 1
-	fi
-	diag "rdma: $out"
-	ibdev_gone f3
+	rejected f3 nosuch0
 }
 
 t_non_ethernet() {
-	local out
-	if out=$(rdma link add f4 type ferrite netdev lo 2>&1); then
-		diag "device on lo was accepted"; return 1
-	fi
-	diag "rdma: $out"
-	ibdev_gone f4 && dmesg | grep -q 'ferrite: lo is not an Ethernet device'
+	rejected f4 lo && dmesg | grep -q 'ferrite: lo is not an Ethernet device'
 }
 
 t_name_taken() {
