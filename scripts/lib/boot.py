@@ -23,6 +23,9 @@ INITRAMFS_MODULES = ["virtio_pci", "9pnet_virtio", "9p", "overlay"]
 
 BUSYBOX = "/bin/busybox"
 
+# Seconds a guest that has marked its run finished gets to power itself off.
+POWEROFF_GRACE = 60
+
 
 def _module_deps(moddir):
     """modules.dep as {name: (path, [dep paths])}."""
@@ -126,15 +129,29 @@ def boot(name, guest_dir, timeout, serial_log, memory="2G"):
         "-virtfs", f"local,path={guest_dir},mount_tag=ferrite,security_model=none,multidevs=remap",
     ]
     t0 = time.time()
-    p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+    finished = os.path.join(guest_dir, "out", "finished")
+    qemu_log = open(serial_log + ".qemu", "w+b")
+    p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=qemu_log,
                          stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        out, _ = p.communicate(timeout=timeout)
-        timed_out = False
-    except subprocess.TimeoutExpired:
-        os.killpg(p.pid, signal.SIGKILL)
-        out, _ = p.communicate()
-        timed_out = True
+    # Poll rather than wait: a guest that finished but cannot power off is stopped
+    # POWEROFF_GRACE seconds later, not at the full timeout.
+    timed_out = poweroff_hung = False
+    finished_at = None
+    while p.poll() is None:
+        now = time.time()
+        if finished_at is None and os.path.exists(finished):
+            finished_at = now
+        if now - t0 > timeout or (finished_at and now - finished_at > POWEROFF_GRACE):
+            timed_out = finished_at is None
+            poweroff_hung = finished_at is not None
+            os.killpg(p.pid, signal.SIGKILL)
+            break
+        time.sleep(0.5)
+    p.wait()
+    qemu_log.seek(0)
+    out = qemu_log.read()
+    qemu_log.close()
     return {"seconds": round(time.time() - t0, 1), "timed_out": timed_out,
+            "poweroff_hung": poweroff_hung,
             "rc": p.returncode, "qemu_output": (out or b"").decode(errors="replace")[-2000:],
             "cmd": cmd}

@@ -36,6 +36,7 @@ def prepare_guest_dir(name, ko, script):
         if f.startswith(("libferrite-rdmav", "ferrite-")) and f.endswith((".so", ".tar.gz")) \
                 or f == "verbs-ctl":
             shutil.copy(os.path.join(logdir, f), g)
+    shutil.copy(os.path.join(TOP, "tests", "guest", "lib.sh"), g)
     shutil.copy(script, os.path.join(g, "run"))
     os.chmod(os.path.join(g, "run"), 0o755)
     return g
@@ -80,6 +81,10 @@ def run_target(name):
             if m:
                 sub.append((m.group(1) == "ok", m.group(2), pending))
                 pending = []
+    if done:
+        sub.append((not q["poweroff_hung"], "poweroff",
+                    [f"the guest finished but did not power off within "
+                     f"{boot.POWEROFF_GRACE} s"] if q["poweroff_hung"] else []))
     serial_text = open(serial, errors="replace").read() if os.path.exists(serial) else ""
     bad = [ln for ln in serial_text.splitlines() if SPLAT.search(ln)]
     sub.append((not bad, "serial_log_clean", bad[:20]))

@@ -17,6 +17,7 @@ export LC_ALL=C
 OUT=/ferrite/out
 RES=$OUT/results
 mkdir -p "$OUT"
+. /ferrite/lib.sh
 : > "$RES"
 exec >"$OUT/guest.log" 2>&1
 set -x
@@ -32,9 +33,7 @@ finish() {
 	dmesg > "$OUT/dmesg.txt"
 	cat /proc/sys/kernel/tainted > "$OUT/tainted"
 	echo done > "$OUT/done"
-	sync
-	echo o > /proc/sysrq-trigger
-	sleep 30
+	guest_poweroff
 }
 trap finish EXIT
 

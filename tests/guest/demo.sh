@@ -10,7 +10,8 @@ exec >"$OUT/demo.txt" 2>&1
 busybox mount -t proc proc /proc
 busybox mount -t sysfs sysfs /sys
 busybox mount -t tmpfs tmpfs /run
-trap 'sync; echo o > /proc/sysrq-trigger; sleep 30' EXIT
+. /ferrite/lib.sh
+trap guest_poweroff EXIT
 KVER=$(uname -r)
 
 show() { echo "\$ $*"; "$@"; echo; }
