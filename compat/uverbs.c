@@ -61,6 +61,18 @@ void ferrite_dealloc_ucontext(struct ib_ucontext *uctx)
 {
 }
 
+/*
+ * Having this op lets the core remove a device that processes still hold open
+ * (rdma link delete, netdev removal, rmmod) instead of waiting for them to close
+ * it.  The core itself destroys every object with RDMA_REMOVE_DRIVER_REMOVE,
+ * zaps the processes' mappings of ferrite's rings and sends them
+ * IB_EVENT_DEVICE_FATAL; ferrite keeps no other per-context hardware state,
+ * so there is nothing more to undo here.
+ */
+void ferrite_disassociate_ucontext(struct ib_ucontext *uctx)
+{
+}
+
 int ferrite_mmap(struct ib_ucontext *uctx, struct vm_area_struct *vma)
 {
 	struct rdma_user_mmap_entry *e;

@@ -38,6 +38,7 @@ static inline struct ferrite_mr *to_fmr(struct ib_mr *ibmr)
 
 int ferrite_alloc_ucontext(struct ib_ucontext *uctx, struct ib_udata *udata);
 void ferrite_dealloc_ucontext(struct ib_ucontext *uctx);
+void ferrite_disassociate_ucontext(struct ib_ucontext *uctx);
 int ferrite_mmap(struct ib_ucontext *uctx, struct vm_area_struct *vma);
 void ferrite_mmap_free(struct rdma_user_mmap_entry *e);
 #ifdef HAVE_CREATE_CQ_ATTRS

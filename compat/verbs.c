@@ -207,6 +207,7 @@ const struct ib_device_ops ferrite_dev_ops = {
 	.dealloc_ucontext = ferrite_dealloc_ucontext,
 	.dereg_mr = ferrite_dereg_mr,
 	.destroy_cq = ferrite_destroy_cq,
+	.disassociate_ucontext = ferrite_disassociate_ucontext,
 	.get_dev_fw_str = ferrite_get_dev_fw_str,
 	.get_link_layer = ferrite_get_link_layer,
 	.get_port_immutable = ferrite_get_port_immutable,

@@ -310,6 +310,51 @@ t_provider_kill9() {
 	wait_for 20 res_zero f0 || { diag "after kill -9: $(rdma res show | grep f0)"; return 1; }
 }
 
+exited() { [ ! -e "/proc/$1" ] || grep -q '^[0-9]* ([^)]*) Z' "/proc/$1/stat"; }
+
+# removed_while_open HOW: remove a ferrite device (HOW: link, netdev or module) while
+# verbs-ctl holds a PD, MR and CQ on it.  The removal must finish without waiting for
+# the process, which sees the removal (verbs-ctl orphan checks what it sees) and
+# tears down without a crash; nothing may be left behind.
+removed_while_open() {
+	local pid rpid rc=0
+	ip link add v6 type veth peer name v7 && ip link set v6 up && ip link set v7 up &&
+		rdma link add f6 type ferrite netdev v6 || { diag "setup failed"; return 1; }
+	rm -f /tmp/go && mkfifo /tmp/go
+	/ferrite/verbs-ctl f6 orphan < /tmp/go > /tmp/orphan.out 2>&1 &
+	pid=$!
+	exec 7> /tmp/go
+	if ! wait_for 20 grep -q held /tmp/orphan.out; then
+		diag "holder: $(cat /tmp/orphan.out)"
+		kill -9 $pid; exec 7>&-; return 1
+	fi
+	case $1 in
+	link) rdma link delete f6 & ;;
+	netdev) ip link del v6 & ;;
+	module) rmmod ferrite & ;;
+	esac
+	rpid=$!
+	if ! wait_for 60 exited $rpid; then
+		diag "the removal waits for the process holding the device"
+		rc=1
+	fi
+	wait_for 20 ibdev_gone f6 || { diag "f6 still there"; rc=1; }
+	exited $pid && { diag "the holder died"; rc=1; }
+	echo go >&7
+	exec 7>&-
+	wait $pid || { diag "verbs-ctl orphan failed"; rc=1; }
+	wait $rpid || { diag "the removal failed"; rc=1; }
+	while read -r line; do diag "${line#\# }"; done < /tmp/orphan.out
+	ip link del v6 2>/dev/null
+	return $rc
+}
+
+t_link_delete_while_open() { removed_while_open link; }
+t_netdev_delete_while_open() { removed_while_open netdev; }
+t_unload_while_open() {
+	removed_while_open module && ferrite_unloaded && modprobe ferrite && ferrite_loaded
+}
+
 t_provider_cleanup() {
 	rdma link delete r1 && wait_for 10 ibdev_gone r1
 }
@@ -430,6 +475,8 @@ check provider_verbs_ctl t_provider_verbs_ctl
 check provider_memlock t_provider_memlock
 check provider_resources_released t_provider_resources_released
 check provider_kill9_releases_everything t_provider_kill9
+check provider_link_delete_while_open t_link_delete_while_open
+check provider_netdev_delete_while_open t_netdev_delete_while_open
 check provider_rxe_cleanup t_provider_cleanup
 check duplicate_netdev_rejected t_duplicate_netdev
 check missing_netdev_rejected t_missing_netdev
@@ -437,6 +484,7 @@ check non_ethernet_rejected t_non_ethernet
 check name_taken_rejected t_name_taken
 check link_delete t_link_delete
 check netdev_delete_removes_device t_netdev_delete
+check provider_unload_while_open t_unload_while_open
 check unload_with_devices t_unload_with_devices
 check autoload_on_link_add t_autoload
 check reload_unload t_reload

@@ -7,10 +7,16 @@
  *                        each, with "# " lines of detail before it
  *   verbs-ctl DEV hold   allocate a PD, MR and CQ, print "held", then sleep
  *                        (the boot test kills it with SIGKILL)
+ *   verbs-ctl DEV orphan hold a PD, MR and CQ (with a completion channel), print
+ *                        "held", wait for a line on stdin while the boot test
+ *                        removes the device, then check what a process sees of
+ *                        a device removed under it: the DEVICE_FATAL event, an
+ *                        empty CQ, and teardown calls that succeed (or say EIO)
  *   verbs-ctl DEV memlock  run without CAP_IPC_LOCK under a 1 MiB
  *                        RLIMIT_MEMLOCK: 8 MiB must fail with ENOMEM, 4 KiB pass
  */
 #include <errno.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -262,6 +268,72 @@ static void t_cqs(struct ibv_context *ctx, int max_cqe)
 	result("provider_cq_completion_channel", ok);
 }
 
+/* 0 when a teardown call reports the object gone: success, or EIO after removal. */
+static int gone(const char *what, int rc)
+{
+	diag("%s: %s", what, rc ? strerror(rc) : "ok");
+	return rc && rc != EIO;
+}
+
+/* The "orphan" mode; returns the exit status (0: everything as expected). */
+static int orphan(struct ibv_context *ctx)
+{
+	static char buf[1 << 16];
+	struct ibv_comp_channel *ch;
+	struct ibv_async_event ev;
+	struct pollfd pfd;
+	struct ibv_pd *pd;
+	struct ibv_mr *mr;
+	struct ibv_cq *cq;
+	struct ibv_wc wc;
+	char line[16];
+	int bad = 0, fatal, n;
+
+	pd = ibv_alloc_pd(ctx);
+	mr = pd ? ibv_reg_mr(pd, buf, sizeof(buf), IBV_ACCESS_LOCAL_WRITE) : NULL;
+	ch = ibv_create_comp_channel(ctx);
+	cq = ch ? ibv_create_cq(ctx, 64, NULL, ch, 0) : NULL;
+	if (!mr || !cq) {
+		diag("setup failed: %s", strerror(errno));
+		return 1;
+	}
+	printf("held\n");
+	fflush(stdout);
+	if (!fgets(line, sizeof(line), stdin))
+		diag("stdin closed");
+
+	/*
+	 * The core tells every process of the removal on its async fd; port and GID
+	 * events of the device's last moments may come first.
+	 */
+	pfd.fd = ctx->async_fd;
+	pfd.events = POLLIN;
+	fatal = 0;
+	while (!fatal && poll(&pfd, 1, 10000) == 1 && !ibv_get_async_event(ctx, &ev)) {
+		diag("async event: %s", ibv_event_type_str(ev.event_type));
+		fatal = ev.event_type == IBV_EVENT_DEVICE_FATAL;
+		ibv_ack_async_event(&ev);
+	}
+	if (!fatal) {
+		diag("no DEVICE_FATAL event within 10 s");
+		bad = 1;
+	}
+	/* The ring mapping was replaced by a zero page: an empty CQ, no fault. */
+	n = ibv_poll_cq(cq, 1, &wc);
+	diag("poll_cq after removal: %d", n);
+	bad |= n != 0;
+	/* Arming goes to the kernel: EIO, or EINVAL where 5.10 finds the CQ gone. */
+	n = ibv_req_notify_cq(cq, 0);
+	diag("req_notify_cq: %s", n ? strerror(n) : "ok");
+	bad |= n && n != EIO && n != EINVAL;
+	bad |= gone("destroy_cq", ibv_destroy_cq(cq));
+	bad |= gone("destroy_comp_channel", ibv_destroy_comp_channel(ch));
+	bad |= gone("dereg_mr", ibv_dereg_mr(mr));
+	bad |= gone("dealloc_pd", ibv_dealloc_pd(pd));
+	bad |= gone("close_device", ibv_close_device(ctx));
+	return bad;
+}
+
 int main(int argc, char **argv)
 {
 	struct ibv_device_attr_ex attr;
@@ -269,7 +341,7 @@ int main(int argc, char **argv)
 	struct ibv_pd *pd;
 
 	if (argc < 2) {
-		fprintf(stderr, "usage: %s DEV [hold]\n", argv[0]);
+		fprintf(stderr, "usage: %s DEV [hold|orphan|memlock]\n", argv[0]);
 		return 2;
 	}
 	ctx = open_dev(argv[1]);
@@ -289,6 +361,9 @@ int main(int argc, char **argv)
 		for (;;)
 			pause();
 	}
+
+	if (argc > 2 && !strcmp(argv[2], "orphan"))
+		return orphan(ctx);
 
 	if (argc > 2 && !strcmp(argv[2], "memlock")) {
 		static char small[4096];
