@@ -34,6 +34,8 @@ LAYOUT(sizeof(struct ib_uverbs_reg_mr_resp) == 12);
 LAYOUT(sizeof(struct ib_uverbs_create_cq) == 32);
 LAYOUT(sizeof(struct ib_uverbs_create_cq_resp) == 8);
 LAYOUT(sizeof(struct ib_uverbs_query_port) == 16);
+LAYOUT(sizeof(struct ib_uverbs_ex_query_device_resp) == 304);
+LAYOUT(offsetof(struct ib_uverbs_ex_query_device_resp, base.fw_ver) == 0);
 
 int main(void)
 {

@@ -13,6 +13,7 @@
 
 pub mod access;
 pub mod cq;
+pub mod fw;
 
 /// Bumped whenever any layout in this crate changes.
 pub const UVERBS_ABI_VERSION: u32 = 1;

@@ -66,8 +66,4 @@ pub const VENDOR_ID: u32 = 0xff_ffff;
 /// ferrite's part number ("fe" for ferrite, 0x2 for RoCE v2).
 pub const VENDOR_PART_ID: u32 = 0xfe02;
 /// Firmware version reported: the crate version, packed as major << 32 | minor << 16 | patch.
-pub const FW_VER: u64 = fw_ver(0, 1, 0);
-
-const fn fw_ver(major: u64, minor: u64, patch: u64) -> u64 {
-    (major << 32) | (minor << 16) | patch
-}
+pub const FW_VER: u64 = ferrite_abi::fw::pack(0, 1, 0);

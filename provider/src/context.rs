@@ -150,9 +150,19 @@ unsafe extern "C" fn query_device_ex(
     attr: *mut IbvDeviceAttrEx,
     attr_size: usize,
 ) -> c_int {
-    let mut resp_size = 0usize;
-    // SAFETY: arguments come from libibverbs; a NULL response buffer is allowed.
-    unsafe { sys::ibv_cmd_query_device_any(ibctx, input, attr, attr_size, ptr::null_mut(), &mut resp_size) }
+    let mut resp = ExQueryDeviceResp { fw_ver: 0, rest: [0; 37] };
+    let mut resp_size = size_of::<ExQueryDeviceResp>();
+    // SAFETY: arguments come from libibverbs; resp is ours and resp_size its size.
+    let err = unsafe {
+        sys::ibv_cmd_query_device_any(ibctx, input, attr, attr_size, ptr::addr_of_mut!(resp).cast(), &mut resp_size)
+    };
+    if err == 0 {
+        // SAFETY: libibverbs checked attr_size covers `orig_attr`, whose first member
+        // is `char fw_ver[64]` (public verbs.h, stable in every release).
+        let fw_ver = unsafe { &mut *(attr as *mut [u8; 64]) };
+        ferrite_abi::fw::format(resp.fw_ver, fw_ver);
+    }
+    err
 }
 
 unsafe extern "C" fn query_port(ibctx: *mut IbvContext, port: u8, attr: *mut IbvPortAttr) -> c_int {

@@ -238,6 +238,16 @@ pub struct CreateCqResp {
     pub drv: ferrite_abi::CreateCqResp,
 }
 
+/// `struct ib_uverbs_ex_query_device_resp` (304 bytes in every release and kernel
+/// ferrite targets).  libibverbs sends exactly this size as the core response and
+/// the rest as driver data, which ferrite.ko refuses, so the size must be exact.
+/// Only `base.fw_ver`, its first field, is read here; libibverbs copies the rest.
+#[repr(C)]
+pub struct ExQueryDeviceResp {
+    pub fw_ver: u64,
+    pub rest: [u64; 37],
+}
+
 /// `struct ibv_query_port` (24).
 #[repr(C)]
 #[derive(Default)]
@@ -468,5 +478,6 @@ const _: () = {
     assert!(offset_of!(CreateCqResp, drv) == 8);
     assert!(offset_of!(GetContextResp, drv) == 8);
     assert!(size_of::<QueryPortCmd>() == 24);
+    assert!(size_of::<ExQueryDeviceResp>() == 304);
     assert!(size_of::<VerbsContextOps>() == slot::COUNT * 8);
 };

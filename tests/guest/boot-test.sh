@@ -237,7 +237,9 @@ t_provider_ibv_devinfo() {
 	local out
 	out=$(ibv_devinfo -d f0 -v 2>&1) || { diag "$out"; return 1; }
 	diag "$(grep -E 'transport|vendor_id|vendor_part_id|fw_ver|max_pd:|max_cqe:|state:|active_mtu|link_layer|GID\[ *1\]' <<<"$out")"
-	grep -Eq 'vendor_part_id:[[:space:]]+65026' <<<"$out" &&
+	# The provider writes fw_ver from the kernel's packed value; sysfs must agree.
+	grep -Eq "fw_ver:[[:space:]]+$(cat /sys/class/infiniband/f0/fw_ver)\$" <<<"$out" &&
+		grep -Eq 'vendor_part_id:[[:space:]]+65026' <<<"$out" &&
 		grep -Eq 'max_pd:[[:space:]]+4096' <<<"$out" &&
 		grep -Eq 'state:[[:space:]]+PORT_ACTIVE' <<<"$out" &&
 		grep -Eq 'link_layer:[[:space:]]+Ethernet' <<<"$out" &&
