@@ -130,28 +130,27 @@ def boot(name, guest_dir, timeout, serial_log, memory="2G"):
     ]
     t0 = time.time()
     finished = os.path.join(guest_dir, "out", "finished")
-    qemu_log = open(serial_log + ".qemu", "w+b")
-    p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=qemu_log,
-                         stderr=subprocess.STDOUT, start_new_session=True)
     # Poll rather than wait: a guest that finished but cannot power off is stopped
     # POWEROFF_GRACE seconds later, not at the full timeout.
     timed_out = poweroff_hung = False
     finished_at = None
-    while p.poll() is None:
-        now = time.time()
-        if finished_at is None and os.path.exists(finished):
-            finished_at = now
-        if now - t0 > timeout or (finished_at and now - finished_at > POWEROFF_GRACE):
-            timed_out = finished_at is None
-            poweroff_hung = finished_at is not None
-            os.killpg(p.pid, signal.SIGKILL)
-            break
-        time.sleep(0.5)
-    p.wait()
-    qemu_log.seek(0)
-    out = qemu_log.read()
-    qemu_log.close()
+    with open(serial_log + ".qemu", "w+b") as qemu_log:
+        p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=qemu_log,
+                             stderr=subprocess.STDOUT, start_new_session=True)
+        while p.poll() is None:
+            now = time.time()
+            if finished_at is None and os.path.exists(finished):
+                finished_at = now
+            if now - t0 > timeout or (finished_at and now - finished_at > POWEROFF_GRACE):
+                timed_out = finished_at is None
+                poweroff_hung = finished_at is not None
+                os.killpg(p.pid, signal.SIGKILL)
+                break
+            time.sleep(0.5)
+        p.wait()
+        qemu_log.seek(0)
+        out = qemu_log.read()
     return {"seconds": round(time.time() - t0, 1), "timed_out": timed_out,
             "poweroff_hung": poweroff_hung,
-            "rc": p.returncode, "qemu_output": (out or b"").decode(errors="replace")[-2000:],
+            "rc": p.returncode, "qemu_output": out.decode(errors="replace")[-2000:],
             "cmd": cmd}

@@ -320,15 +320,17 @@ exited() { [ ! -e "/proc/$1" ] || grep -q '^[0-9]* ([^)]*) Z' "/proc/$1/stat"; }
 # tears down without a crash; nothing may be left behind.
 removed_while_open() {
 	local pid rpid rc=0
-	ip link add v6 type veth peer name v7 && ip link set v6 up && ip link set v7 up &&
-		rdma link add f6 type ferrite netdev v6 || { diag "setup failed"; return 1; }
+	if ! { ip link add v6 type veth peer name v7 && ip link set v6 up && ip link set v7 up &&
+		rdma link add f6 type ferrite netdev v6; }; then
+		diag "setup failed"; ip link del v6 2>/dev/null; return 1
+	fi
 	rm -f /tmp/go && mkfifo /tmp/go
 	/ferrite/verbs-ctl f6 orphan < /tmp/go > /tmp/orphan.out 2>&1 &
 	pid=$!
 	exec 7> /tmp/go
 	if ! wait_for 20 grep -q held /tmp/orphan.out; then
 		diag "holder: $(cat /tmp/orphan.out)"
-		kill -9 $pid; exec 7>&-; return 1
+		kill -9 $pid; exec 7>&-; ip link del v6; return 1
 	fi
 	case $1 in
 	link) rdma link delete f6 & ;;

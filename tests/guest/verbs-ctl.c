@@ -5,11 +5,11 @@
  *
  *   verbs-ctl DEV        run the checks; one "ok - NAME" / "not ok - NAME" line
  *                        each, with "# " lines of detail before it
- *   verbs-ctl DEV hold   allocate a PD, MR and CQ, print "held", then sleep
- *                        (the boot test kills it with SIGKILL)
- *   verbs-ctl DEV orphan hold a PD, MR and CQ (with a completion channel), print
- *                        "held", wait for a line on stdin while the boot test
- *                        removes the device, then check what a process sees of
+ *   verbs-ctl DEV hold   allocate a PD, MR and CQ (with a completion channel),
+ *                        print "held", then sleep (the boot test kills it with
+ *                        SIGKILL)
+ *   verbs-ctl DEV orphan hold as above, wait for a line on stdin while the boot
+ *                        test removes the device, then check what a process sees of
  *                        a device removed under it: the DEVICE_FATAL event, an
  *                        empty CQ, and teardown calls that succeed (or say EIO)
  *   verbs-ctl DEV memlock  run without CAP_IPC_LOCK under a 1 MiB
@@ -275,30 +275,44 @@ static int gone(const char *what, int rc)
 	return rc && rc != EIO;
 }
 
-/* The "orphan" mode; returns the exit status (0: everything as expected). */
-static int orphan(struct ibv_context *ctx)
-{
-	static char buf[1 << 16];
-	struct ibv_comp_channel *ch;
-	struct ibv_async_event ev;
-	struct pollfd pfd;
+/* What "hold" and "orphan" keep open on the device. */
+struct held {
 	struct ibv_pd *pd;
 	struct ibv_mr *mr;
+	struct ibv_comp_channel *ch;
 	struct ibv_cq *cq;
-	struct ibv_wc wc;
-	char line[16];
-	int bad = 0, fatal, n;
+};
 
-	pd = ibv_alloc_pd(ctx);
-	mr = pd ? ibv_reg_mr(pd, buf, sizeof(buf), IBV_ACCESS_LOCAL_WRITE) : NULL;
-	ch = ibv_create_comp_channel(ctx);
-	cq = ch ? ibv_create_cq(ctx, 64, NULL, ch, 0) : NULL;
-	if (!mr || !cq) {
+/* Allocate a PD, a 64 KiB MR and a CQ with a completion channel; print "held". */
+static int hold(struct ibv_context *ctx, struct held *h)
+{
+	static char buf[1 << 16];
+
+	h->pd = ibv_alloc_pd(ctx);
+	h->mr = h->pd ? ibv_reg_mr(h->pd, buf, sizeof(buf), IBV_ACCESS_LOCAL_WRITE) : NULL;
+	h->ch = ibv_create_comp_channel(ctx);
+	h->cq = h->ch ? ibv_create_cq(ctx, 64, NULL, h->ch, 0) : NULL;
+	if (!h->mr || !h->cq) {
 		diag("setup failed: %s", strerror(errno));
 		return 1;
 	}
 	printf("held\n");
 	fflush(stdout);
+	return 0;
+}
+
+/* The "orphan" mode; returns the exit status (0: everything as expected). */
+static int orphan(struct ibv_context *ctx)
+{
+	struct ibv_async_event ev;
+	struct pollfd pfd;
+	struct ibv_wc wc;
+	struct held h;
+	char line[16];
+	int bad = 0, fatal, n;
+
+	if (hold(ctx, &h))
+		return 1;
 	if (!fgets(line, sizeof(line), stdin))
 		diag("stdin closed");
 
@@ -319,17 +333,17 @@ static int orphan(struct ibv_context *ctx)
 		bad = 1;
 	}
 	/* The ring mapping was replaced by a zero page: an empty CQ, no fault. */
-	n = ibv_poll_cq(cq, 1, &wc);
+	n = ibv_poll_cq(h.cq, 1, &wc);
 	diag("poll_cq after removal: %d", n);
 	bad |= n != 0;
 	/* Arming goes to the kernel: EIO, or EINVAL where 5.10 finds the CQ gone. */
-	n = ibv_req_notify_cq(cq, 0);
+	n = ibv_req_notify_cq(h.cq, 0);
 	diag("req_notify_cq: %s", n ? strerror(n) : "ok");
 	bad |= n && n != EIO && n != EINVAL;
-	bad |= gone("destroy_cq", ibv_destroy_cq(cq));
-	bad |= gone("destroy_comp_channel", ibv_destroy_comp_channel(ch));
-	bad |= gone("dereg_mr", ibv_dereg_mr(mr));
-	bad |= gone("dealloc_pd", ibv_dealloc_pd(pd));
+	bad |= gone("destroy_cq", ibv_destroy_cq(h.cq));
+	bad |= gone("destroy_comp_channel", ibv_destroy_comp_channel(h.ch));
+	bad |= gone("dereg_mr", ibv_dereg_mr(h.mr));
+	bad |= gone("dealloc_pd", ibv_dealloc_pd(h.pd));
 	bad |= gone("close_device", ibv_close_device(ctx));
 	return bad;
 }
@@ -350,14 +364,10 @@ int main(int argc, char **argv)
 		return 1;
 
 	if (argc > 2 && !strcmp(argv[2], "hold")) {
-		static char buf[1 << 16];
+		struct held h;
 
-		pd = ibv_alloc_pd(ctx);
-		if (!pd || !ibv_reg_mr(pd, buf, sizeof(buf), IBV_ACCESS_LOCAL_WRITE) ||
-		    !ibv_create_cq(ctx, 64, NULL, NULL, 0))
+		if (hold(ctx, &h))
 			return 1;
-		printf("held\n");
-		fflush(stdout);
 		for (;;)
 			pause();
 	}
