@@ -14,6 +14,7 @@
 pub mod access;
 pub mod cq;
 pub mod fw;
+pub mod wq;
 
 /// Bumped whenever any layout in this crate changes.
 pub const UVERBS_ABI_VERSION: u32 = 1;
