@@ -1,0 +1,670 @@
+//! Two engines back to back through an in-memory link that loses, duplicates and
+//! reorders packets (seeded), with a fake clock: every operation's bytes and
+//! completions are checked, as smoltcp tests its TCP.
+
+extern crate std;
+
+use std::collections::VecDeque;
+use std::vec;
+use std::vec::Vec;
+
+use ferrite_abi::access::Access;
+use ferrite_abi::cq::Cqe;
+use ferrite_abi::wq::{self, opcode as wop, send_flags, Geometry, RecvWqe, SendWqe, Sge, WorkQueue};
+
+use super::packet;
+use super::qp::{mask, wc, QpAttr, QpConfig, QpState, QpType};
+use super::*;
+use crate::wire::icrc::{self, SoftCrc};
+
+#[repr(C, align(64))]
+#[derive(Clone, Copy)]
+struct Line([u8; 64]);
+
+/// A registered region in a node's fake memory.
+struct Region {
+    key: u32,
+    pd: u64,
+    va: u64,
+    access: Access,
+    bytes: Vec<u8>,
+}
+
+#[derive(Default)]
+struct Node {
+    now: u64,
+    regions: Vec<Region>,
+    out: Vec<Vec<u8>>,
+    cqes: Vec<(CqSel, Cqe, bool)>,
+    events: Vec<QpEvent>,
+    counters: Counters,
+    live_refs: i64,
+}
+
+impl TxBuf for Vec<u8> {
+    fn bytes(&mut self) -> &mut [u8] {
+        self
+    }
+}
+
+impl Env for Node {
+    type Tx = Vec<u8>;
+    fn now_ns(&self) -> u64 {
+        self.now
+    }
+    fn mr_lookup(&mut self, key: u32, pd: u64, va: u64, len: u64, need: Access) -> Result<Mem, KeyError> {
+        let (i, r) = self.regions.iter().enumerate().find(|(_, r)| r.key == key).ok_or(KeyError::Invalid)?;
+        if r.pd != pd {
+            return Err(KeyError::WrongPd);
+        }
+        if va < r.va || va.checked_add(len).is_none_or(|e| e > r.va + r.bytes.len() as u64) {
+            return Err(KeyError::Bounds);
+        }
+        if !r.access.contains(need) {
+            return Err(KeyError::Rights);
+        }
+        self.live_refs += 1;
+        Ok(Mem { handle: i as u64 })
+    }
+    fn mr_release(&mut self, _m: Mem) {
+        self.live_refs -= 1;
+    }
+    fn mem_read(&mut self, m: Mem, va: u64, dst: &mut [u8]) {
+        let r = &self.regions[m.handle as usize];
+        let o = (va - r.va) as usize;
+        dst.copy_from_slice(&r.bytes[o..o + dst.len()]);
+    }
+    fn mem_write(&mut self, m: Mem, va: u64, src: &[u8]) {
+        let r = &mut self.regions[m.handle as usize];
+        let o = (va - r.va) as usize;
+        r.bytes[o..o + src.len()].copy_from_slice(src);
+    }
+    fn mem_atomic(&mut self, m: Mem, va: u64, op: AtomicOp) -> u64 {
+        let r = &mut self.regions[m.handle as usize];
+        let o = (va - r.va) as usize;
+        let cur = u64::from_ne_bytes(r.bytes[o..o + 8].try_into().unwrap());
+        let new = match op {
+            AtomicOp::CmpSwap { compare, swap } => {
+                if cur == compare {
+                    swap
+                } else {
+                    cur
+                }
+            }
+            AtomicOp::FetchAdd { add } => cur.wrapping_add(add),
+        };
+        r.bytes[o..o + 8].copy_from_slice(&new.to_ne_bytes());
+        cur
+    }
+    fn tx_alloc(&mut self, len: usize) -> Option<Vec<u8>> {
+        Some(vec![0xee; len])
+    }
+    fn tx_send(&mut self, buf: Vec<u8>, path: &Path) {
+        // IPv4 + UDP in front, then the ICRC, as the kernel glue does.
+        let total = 20 + 8 + buf.len();
+        let mut ip = vec![0u8; total];
+        ip[0] = 0x45;
+        ip[2..4].copy_from_slice(&(total as u16).to_be_bytes());
+        ip[6] = 0x40;
+        ip[8] = path.hop_limit;
+        ip[9] = 17;
+        ip[12..16].copy_from_slice(path.src());
+        ip[16..20].copy_from_slice(path.dst());
+        ip[20..22].copy_from_slice(&path.sport.to_be_bytes());
+        ip[22..24].copy_from_slice(&ROCE_V2_PORT.to_be_bytes());
+        ip[24..26].copy_from_slice(&((8 + buf.len()) as u16).to_be_bytes());
+        ip[28..].copy_from_slice(&buf);
+        icrc::fill(&SoftCrc, &mut ip).unwrap();
+        self.out.push(ip);
+    }
+    fn complete(&mut self, cq: CqSel, cqe: &Cqe, solicited: bool) {
+        self.cqes.push((cq, *cqe, solicited));
+    }
+    fn event(&mut self, ev: QpEvent) {
+        self.events.push(ev);
+    }
+    fn counters(&self) -> &Counters {
+        &self.counters
+    }
+}
+
+struct Side {
+    qp: Qp,
+    env: Node,
+    _sq_mem: Vec<Line>,
+    _rq_mem: Vec<Line>,
+    sq: WorkQueue,
+    rq: WorkQueue,
+}
+
+const PD: u64 = 0x77;
+
+fn gid(last: u8) -> [u8; 16] {
+    let mut g = [0u8; 16];
+    g[10] = 0xff;
+    g[11] = 0xff;
+    g[12..].copy_from_slice(&[192, 0, 2, last]);
+    g
+}
+
+fn side(qpn: u32, ty: QpType, depth: u32) -> Side {
+    let sg = Geometry::send(depth, 4, 64).unwrap();
+    let rg = Geometry::recv(depth, 4).unwrap();
+    let mut sq_mem = vec![Line([0; 64]); sg.bytes() / 64];
+    let mut rq_mem = vec![Line([0; 64]); rg.bytes() / 64];
+    // SAFETY: the backing vectors live in the Side as long as every view of them.
+    let (a, b, c, d) = unsafe {
+        (
+            WorkQueue::new(sq_mem.as_mut_ptr() as *mut u8, sg).unwrap(),
+            WorkQueue::new(rq_mem.as_mut_ptr() as *mut u8, rg).unwrap(),
+            WorkQueue::new(sq_mem.as_mut_ptr() as *mut u8, sg).unwrap(),
+            WorkQueue::new(rq_mem.as_mut_ptr() as *mut u8, rg).unwrap(),
+        )
+    };
+    let qp = Qp::new(QpConfig {
+        qpn,
+        qp_type: ty,
+        pd: PD,
+        sq: a,
+        rq: b,
+        max_send_sge: 4,
+        max_recv_sge: 4,
+        max_inline: 64,
+        sq_sig_all: false,
+        port_mtu: 5,
+    })
+    .unwrap();
+    Side { qp, env: Node::default(), _sq_mem: sq_mem, _rq_mem: rq_mem, sq: c, rq: d }
+}
+
+impl Side {
+    fn reg(&mut self, key: u32, va: u64, len: usize, access: Access) {
+        let bytes = (0..len).map(|i| (i as u8).wrapping_mul(7).wrapping_add(key as u8)).collect();
+        self.env.regions.push(Region { key, pd: PD, va, access, bytes });
+    }
+    fn region(&self, key: u32) -> &Vec<u8> {
+        &self.env.regions.iter().find(|r| r.key == key).unwrap().bytes
+    }
+    fn connect(&mut self, me: u8, peer: u8, peer_qpn: u32, mtu: u8) {
+        let mut a = QpAttr { state: QpState::Init as u8, access_flags: 0xe, port_num: 1, ..Default::default() };
+        self.qp.modify(&mut self.env, &a, mask::STATE | mask::ACCESS_FLAGS | mask::PORT | mask::PKEY_INDEX).unwrap();
+        a.state = QpState::Rtr as u8;
+        a.path_mtu = mtu;
+        a.dest_qp_num = peer_qpn;
+        a.rq_psn = 0x00ff_fff0; // wraps early
+        a.max_dest_rd_atomic = 8;
+        a.min_rnr_timer = 1;
+        a.sgid = gid(me);
+        a.dgid = gid(peer);
+        self.qp
+            .modify(
+                &mut self.env,
+                &a,
+                mask::STATE | mask::AV | mask::PATH_MTU | mask::DEST_QPN | mask::RQ_PSN | mask::MAX_DEST_RD_ATOMIC
+                    | mask::MIN_RNR_TIMER,
+            )
+            .unwrap();
+        a.state = QpState::Rts as u8;
+        a.sq_psn = 0x00ff_fff0;
+        a.timeout = 10;
+        a.retry_cnt = 7;
+        a.rnr_retry = 7;
+        a.max_rd_atomic = 4;
+        self.qp
+            .modify(
+                &mut self.env,
+                &a,
+                mask::STATE | mask::SQ_PSN | mask::TIMEOUT | mask::RETRY_CNT | mask::RNR_RETRY | mask::MAX_QP_RD_ATOMIC,
+            )
+            .unwrap();
+        assert_eq!(self.qp.state(), QpState::Rts);
+    }
+    fn post_send(&mut self, w: SendWqe, sges: &[Sge]) {
+        let s = self.sq.producer_slot(0).expect("SQ full");
+        let mut w = w;
+        w.num_sge = sges.len() as u32;
+        wq::write_hdr(s, &w);
+        for (k, g) in sges.iter().enumerate() {
+            wq::write_hdr(&mut s[wq::SEND_WQE_HDR + k * 16..], g);
+        }
+        self.sq.publish(1);
+    }
+    fn post_inline(&mut self, w: SendWqe, data: &[u8]) {
+        let s = self.sq.producer_slot(0).expect("SQ full");
+        let mut w = w;
+        w.send_flags |= send_flags::INLINE;
+        w.inline_len = data.len() as u32;
+        wq::write_hdr(s, &w);
+        s[wq::SEND_WQE_HDR..wq::SEND_WQE_HDR + data.len()].copy_from_slice(data);
+        self.sq.publish(1);
+    }
+    fn post_recv(&mut self, wr_id: u64, sges: &[Sge]) {
+        let s = self.rq.producer_slot(0).expect("RQ full");
+        wq::write_hdr(s, &RecvWqe { wr_id, num_sge: sges.len() as u32, reserved: 0 });
+        for (k, g) in sges.iter().enumerate() {
+            wq::write_hdr(&mut s[wq::RECV_WQE_HDR + k * 16..], g);
+        }
+        self.rq.publish(1);
+    }
+    fn cqes(&mut self, cq: CqSel) -> Vec<Cqe> {
+        let (mine, rest): (Vec<_>, Vec<_>) = self.env.cqes.drain(..).partition(|c| c.0 == cq);
+        self.env.cqes = rest;
+        mine.into_iter().map(|c| c.1).collect()
+    }
+}
+
+/// A seeded xorshift generator: the link's faults are reproducible.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn chance(&mut self, percent: u64) -> bool {
+        self.next() % 100 < percent
+    }
+}
+
+/// The link's faults, in percent of packets.
+#[derive(Clone, Copy)]
+struct Faults {
+    loss: u64,
+    dup: u64,
+    reorder: u64,
+}
+
+const CLEAN: Faults = Faults { loss: 0, dup: 0, reorder: 0 };
+
+fn deliver(from: &mut Side, to: &mut Side, rng: &mut Rng, f: Faults, held: &mut VecDeque<Vec<u8>>) -> usize {
+    let pkts: Vec<Vec<u8>> = from.env.out.drain(..).collect();
+    let mut n = 0;
+    let mut batch = Vec::new();
+    for p in pkts {
+        if rng.chance(f.loss) {
+            continue;
+        }
+        if rng.chance(f.dup) {
+            batch.push(p.clone());
+        }
+        if rng.chance(f.reorder) {
+            held.push_back(p);
+            continue;
+        }
+        batch.push(p);
+        if let Some(h) = held.pop_front() {
+            batch.push(h);
+        }
+    }
+    for p in batch {
+        let rx = packet::parse(&p, Some(&SoftCrc)).expect("engine sent a bad packet");
+        assert_eq!(rx.bth.dest_qpn, to.qp.qpn());
+        to.qp.receive(&mut to.env, &rx);
+        n += 1;
+    }
+    n
+}
+
+/// Run both sides until `done` or the step limit; time advances when the link idles.
+fn pump(a: &mut Side, b: &mut Side, f: Faults, seed: u64, mut done: impl FnMut(&mut Side, &mut Side) -> bool) {
+    let mut rng = Rng(seed | 1);
+    let mut held_ab = VecDeque::new();
+    let mut held_ba = VecDeque::new();
+    for _ in 0..200_000 {
+        a.qp.run(&mut a.env, 64);
+        b.qp.run(&mut b.env, 64);
+        let n = deliver(a, b, &mut rng, f, &mut held_ab) + deliver(b, a, &mut rng, f, &mut held_ba);
+        if done(a, b) {
+            return;
+        }
+        if n == 0 {
+            // Nothing in flight: let the held packets out, then let time pass.
+            for p in held_ab.drain(..) {
+                b.env.out.len();
+                let rx = packet::parse(&p, Some(&SoftCrc)).unwrap();
+                b.qp.receive(&mut b.env, &rx);
+            }
+            for p in held_ba.drain(..) {
+                let rx = packet::parse(&p, Some(&SoftCrc)).unwrap();
+                a.qp.receive(&mut a.env, &rx);
+            }
+            let t = [a.qp.deadline(), b.qp.deadline()].into_iter().flatten().min();
+            let step = t.map(|t| t.saturating_sub(a.env.now)).unwrap_or(1000).max(1);
+            a.env.now += step;
+            b.env.now += step;
+        }
+    }
+    let q = &a.qp;
+    panic!(
+        "no progress: a head {} cur {} tail {} una {:#x} cur_psn {:#x} next {:#x} rd {} rnr {:?} rt {:?} state {:?}; b epsn {:#x} reply {:?} inbound {:?}; a cqes {}",
+        q.s_head, q.s_cur, q.s_tail, q.una, q.cur_psn, q.next_psn, q.rd_outstanding, q.rnr_deadline, q.retrans_deadline, q.state,
+        b.qp.epsn, b.qp.read_reply, b.qp.inbound, a.env.cqes.len()
+    );
+}
+
+fn pair(ty: QpType, mtu: u8) -> (Side, Side) {
+    let mut a = side(17, ty, 64);
+    let mut b = side(18, ty, 64);
+    a.connect(1, 2, 18, mtu);
+    b.connect(2, 1, 17, mtu);
+    (a, b)
+}
+
+const ALL: Access = Access::LOCAL_WRITE.union(Access::REMOTE_WRITE).union(Access::REMOTE_READ).union(Access::REMOTE_ATOMIC);
+
+fn send_wqe(wr_id: u64, opcode: u32) -> SendWqe {
+    SendWqe { wr_id, opcode, send_flags: send_flags::SIGNALED, ..Default::default() }
+}
+
+/// SEND, SEND_WITH_IMM, WRITE, WRITE_WITH_IMM and READ of `len` bytes, checked.
+fn all_ops(ty: QpType, len: usize, mtu: u8, f: Faults, seed: u64) -> u64 {
+    let (mut a, mut b) = pair(ty, mtu);
+    let big = len.max(8) + 64;
+    a.reg(0x100, 0x10_0000, big, ALL);
+    a.reg(0x101, 0x20_0000, big, ALL);
+    b.reg(0x200, 0x30_0000, big, ALL);
+    b.reg(0x201, 0x40_0000, big, ALL);
+    let l = len as u32;
+    // Two receives: one for SEND, one for SEND_WITH_IMM; one more for WRITE_WITH_IMM.
+    b.post_recv(1, &[Sge { addr: 0x30_0000, length: l.div_ceil(2), lkey: 0x200 }, Sge { addr: 0x30_0000 + l.div_ceil(2) as u64, length: l - l.div_ceil(2) + 16, lkey: 0x200 }]);
+    b.post_recv(2, &[Sge { addr: 0x40_0000, length: l + 16, lkey: 0x201 }]);
+    b.post_recv(3, &[]);
+    a.post_send(send_wqe(10, wop::SEND), &[Sge { addr: 0x10_0000, length: l, lkey: 0x100 }]);
+    let mut w = send_wqe(11, wop::SEND_WITH_IMM);
+    w.imm_data = 0x1234_5678u32.to_be();
+    a.post_send(w, &[Sge { addr: 0x10_0000, length: l, lkey: 0x100 }]);
+    pump(&mut a, &mut b, f, seed, |_, b| b.env.cqes.len() >= 2);
+    let rc = b.cqes(CqSel::Recv);
+    assert_eq!(rc.len(), 2);
+    assert_eq!((rc[0].wr_id, rc[0].status, rc[0].opcode, rc[0].byte_len), (1, wc::SUCCESS, wc::RECV, l));
+    assert_eq!((rc[1].wr_id, rc[1].byte_len, rc[1].wc_flags & wc::WITH_IMM), (2, l, wc::WITH_IMM));
+    assert_eq!(u32::from_be(rc[1].imm_data), 0x1234_5678);
+    assert_eq!(rc[0].src_qp, 17);
+    assert_eq!(&b.region(0x200)[..len], &a.region(0x100)[..len], "SEND bytes");
+    assert_eq!(&b.region(0x201)[..len], &a.region(0x100)[..len], "SEND_WITH_IMM bytes");
+
+    // RDMA WRITE then WRITE_WITH_IMM into b's 0x201 region (after fresh contents).
+    let mut w = send_wqe(12, wop::RDMA_WRITE);
+    w.remote_addr = 0x40_0000 + 8;
+    w.rkey = 0x201;
+    a.post_send(w, &[Sge { addr: 0x20_0000, length: l, lkey: 0x101 }]);
+    let mut w = send_wqe(13, wop::RDMA_WRITE_WITH_IMM);
+    w.remote_addr = 0x30_0000;
+    w.rkey = 0x200;
+    w.imm_data = 0xabcdu32.to_be();
+    a.post_send(w, &[Sge { addr: 0x20_0000, length: l, lkey: 0x101 }]);
+    if ty == QpType::Rc {
+        // READ b's 0x201 back into a's 0x100 at offset 4.
+        let mut w = send_wqe(14, wop::RDMA_READ);
+        w.remote_addr = 0x40_0000 + 8;
+        w.rkey = 0x201;
+        a.post_send(w, &[Sge { addr: 0x10_0000 + 4, length: l, lkey: 0x100 }]);
+    }
+    let want = if ty == QpType::Rc { 5 } else { 4 };
+    pump(&mut a, &mut b, f, seed + 1, |a, b| {
+        let sends = a.env.cqes.iter().filter(|c| c.0 == CqSel::Send).count();
+        sends >= want && !b.env.cqes.is_empty()
+    });
+    let sc = a.cqes(CqSel::Send);
+    let ids: Vec<u64> = sc.iter().map(|c| c.wr_id).collect();
+    assert_eq!(ids, (10..10 + want as u64).collect::<Vec<_>>(), "in order");
+    assert!(sc.iter().all(|c| c.status == wc::SUCCESS), "{sc:?}");
+    assert_eq!(sc[2].opcode, wc::OP_RDMA_WRITE);
+    assert_eq!(sc[2].byte_len, l);
+    let rc = b.cqes(CqSel::Recv);
+    assert_eq!(rc.len(), 1);
+    assert_eq!((rc[0].wr_id, rc[0].opcode, rc[0].byte_len), (3, wc::RECV_RDMA_WITH_IMM, l));
+    assert_eq!(u32::from_be(rc[0].imm_data), 0xabcd);
+    let src = a.region(0x101)[..len].to_vec();
+    assert_eq!(&b.region(0x201)[8..8 + len], &src[..], "WRITE bytes");
+    assert_eq!(&b.region(0x200)[..len], &src[..], "WRITE_WITH_IMM bytes");
+    if ty == QpType::Rc {
+        assert_eq!(sc[4].opcode, wc::OP_RDMA_READ);
+        assert_eq!(&a.region(0x100)[4..4 + len], &src[..], "READ bytes");
+    }
+    assert_eq!(a.env.live_refs, 0);
+    assert_eq!(b.env.live_refs, 0);
+    let r = |n: &Node| n.counters.retransmits.load(core::sync::atomic::Ordering::Relaxed);
+    r(&a.env) + r(&b.env)
+}
+
+#[test]
+fn rc_every_op_at_mtu_boundaries() {
+    for len in [0usize, 1, 255, 256, 257, 1023, 1024, 1025, 4096, 5000, 65536 + 3] {
+        assert_eq!(all_ops(QpType::Rc, len, 1, CLEAN, 1), 0);
+    }
+    assert_eq!(all_ops(QpType::Rc, 70_000, 5, CLEAN, 1), 0);
+}
+
+#[test]
+fn rc_survives_loss_duplication_and_reordering() {
+    let f = Faults { loss: 5, dup: 1, reorder: 2 };
+    let mut retransmits = 0;
+    for seed in 1..24u64 {
+        for len in [1usize, 3000, 40_000] {
+            retransmits += all_ops(QpType::Rc, len, 3, f, seed * 7919 + len as u64);
+        }
+    }
+    assert!(retransmits > 0, "the losses were seen");
+}
+
+#[test]
+fn uc_moves_data_on_a_clean_link() {
+    for len in [0usize, 1, 1024, 1025, 9000] {
+        all_ops(QpType::Uc, len, 3, CLEAN, 3);
+    }
+}
+
+#[test]
+fn atomics_execute_once_even_when_replayed() {
+    for seed in 1..20u64 {
+        let (mut a, mut b) = pair(QpType::Rc, 3);
+        a.reg(1, 0x1000, 64, ALL);
+        b.reg(2, 0x8000, 64, ALL);
+        let start = u64::from_ne_bytes(b.region(2)[8..16].try_into().unwrap());
+        let mut w = send_wqe(1, wop::ATOMIC_FETCH_AND_ADD);
+        w.remote_addr = 0x8008;
+        w.rkey = 2;
+        w.compare_add = 5;
+        a.post_send(w, &[Sge { addr: 0x1000, length: 8, lkey: 1 }]);
+        let mut w = send_wqe(2, wop::ATOMIC_CMP_AND_SWP);
+        w.remote_addr = 0x8008;
+        w.rkey = 2;
+        w.compare_add = start.wrapping_add(5);
+        w.swap = 0xfeed;
+        a.post_send(w, &[Sge { addr: 0x1008, length: 8, lkey: 1 }]);
+        let f = Faults { loss: 10, dup: 10, reorder: 5 };
+        pump(&mut a, &mut b, f, seed, |a, _| a.env.cqes.len() >= 2);
+        let sc = a.cqes(CqSel::Send);
+        assert_eq!(sc.iter().map(|c| (c.wr_id, c.status, c.opcode)).collect::<Vec<_>>(), vec![
+            (1, wc::SUCCESS, wc::OP_FETCH_ADD),
+            (2, wc::SUCCESS, wc::OP_COMP_SWAP)
+        ]);
+        assert_eq!(u64::from_ne_bytes(a.region(1)[..8].try_into().unwrap()), start);
+        assert_eq!(u64::from_ne_bytes(a.region(1)[8..16].try_into().unwrap()), start + 5);
+        assert_eq!(u64::from_ne_bytes(b.region(2)[8..16].try_into().unwrap()), 0xfeed);
+    }
+}
+
+#[test]
+fn inline_unsignaled_and_solicited() {
+    let (mut a, mut b) = pair(QpType::Rc, 3);
+    b.reg(2, 0x8000, 256, ALL);
+    for k in 0..3 {
+        b.post_recv(k, &[Sge { addr: 0x8000 + k * 64, length: 64, lkey: 2 }]);
+    }
+    let mut w = send_wqe(1, wop::SEND);
+    w.send_flags = 0; // unsignaled
+    a.post_inline(w, b"hello");
+    let mut w = send_wqe(2, wop::SEND);
+    w.send_flags |= send_flags::SOLICITED;
+    a.post_inline(w, b"world!!");
+    pump(&mut a, &mut b, CLEAN, 5, |a, b| !a.env.cqes.is_empty() && b.env.cqes.len() >= 2);
+    let sc = a.cqes(CqSel::Send);
+    assert_eq!(sc.iter().map(|c| c.wr_id).collect::<Vec<_>>(), vec![2], "unsignaled WQE has no completion");
+    let solicited: Vec<bool> = b.env.cqes.iter().map(|c| c.2).collect();
+    assert_eq!(solicited, vec![false, true]);
+    assert_eq!(&b.region(2)[..5], b"hello");
+    assert_eq!(&b.region(2)[64..71], b"world!!");
+}
+
+#[test]
+fn errors_complete_with_the_right_status_and_fail_the_qp() {
+    // Bad rkey: REM_ACCESS_ERR at the requester; both QPs end in ERR.
+    let (mut a, mut b) = pair(QpType::Rc, 3);
+    a.reg(1, 0x1000, 64, ALL);
+    b.reg(2, 0x8000, 64, Access::LOCAL_WRITE | Access::REMOTE_READ);
+    let mut w = send_wqe(1, wop::RDMA_WRITE);
+    w.remote_addr = 0x8000;
+    w.rkey = 2; // no REMOTE_WRITE right
+    a.post_send(w, &[Sge { addr: 0x1000, length: 16, lkey: 1 }]);
+    a.post_send(send_wqe(2, wop::SEND), &[Sge { addr: 0x1000, length: 16, lkey: 1 }]);
+    pump(&mut a, &mut b, CLEAN, 1, |a, _| a.env.cqes.len() >= 2);
+    let sc = a.cqes(CqSel::Send);
+    assert_eq!((sc[0].wr_id, sc[0].status), (1, wc::REM_ACCESS_ERR));
+    assert_eq!((sc[1].wr_id, sc[1].status), (2, wc::WR_FLUSH_ERR));
+    assert_eq!(a.qp.state(), QpState::Err);
+    assert_eq!(b.qp.state(), QpState::Err);
+    assert!(a.env.events.contains(&QpEvent::Fatal));
+
+    // Out of bounds READ.
+    let (mut a, mut b) = pair(QpType::Rc, 3);
+    a.reg(1, 0x1000, 64, ALL);
+    b.reg(2, 0x8000, 64, ALL);
+    let mut w = send_wqe(1, wop::RDMA_READ);
+    w.remote_addr = 0x8000 + 60;
+    w.rkey = 2;
+    a.post_send(w, &[Sge { addr: 0x1000, length: 16, lkey: 1 }]);
+    pump(&mut a, &mut b, CLEAN, 1, |a, _| !a.env.cqes.is_empty());
+    assert_eq!(a.cqes(CqSel::Send)[0].status, wc::REM_ACCESS_ERR);
+
+    // Bad lkey: LOC_PROT_ERR, nothing sent.
+    let (mut a, mut b) = pair(QpType::Rc, 3);
+    a.post_send(send_wqe(1, wop::SEND), &[Sge { addr: 0x1000, length: 16, lkey: 99 }]);
+    pump(&mut a, &mut b, CLEAN, 1, |a, _| !a.env.cqes.is_empty());
+    assert_eq!(a.cqes(CqSel::Send)[0].status, wc::LOC_PROT_ERR);
+    assert_eq!(a.qp.state(), QpState::Err);
+
+    // No receive posted, rnr_retry = 0: RNR_RETRY_EXC_ERR.
+    let (mut a, mut b) = pair(QpType::Rc, 3);
+    a.reg(1, 0x1000, 64, ALL);
+    let m = QpAttr { rnr_retry: 0, ..Default::default() };
+    a.qp.modify(&mut a.env, &m, mask::RNR_RETRY).unwrap();
+    a.post_send(send_wqe(1, wop::SEND), &[Sge { addr: 0x1000, length: 16, lkey: 1 }]);
+    pump(&mut a, &mut b, CLEAN, 1, |a, _| !a.env.cqes.is_empty());
+    assert_eq!(a.cqes(CqSel::Send)[0].status, wc::RNR_RETRY_EXC_ERR);
+    assert!(b.env.counters.rnr_naks_sent.load(core::sync::atomic::Ordering::Relaxed) >= 1);
+
+    // Peer gone (every packet lost), retry_cnt = 2: RETRY_EXC_ERR after 3 timeouts.
+    let (mut a, mut b) = pair(QpType::Rc, 3);
+    a.reg(1, 0x1000, 64, ALL);
+    let m = QpAttr { retry_cnt: 2, ..Default::default() };
+    a.qp.modify(&mut a.env, &m, mask::RETRY_CNT).unwrap();
+    a.post_send(send_wqe(1, wop::SEND), &[Sge { addr: 0x1000, length: 16, lkey: 1 }]);
+    let lost = Faults { loss: 100, dup: 0, reorder: 0 };
+    pump(&mut a, &mut b, lost, 1, |a, _| !a.env.cqes.is_empty());
+    assert_eq!(a.cqes(CqSel::Send)[0].status, wc::RETRY_EXC_ERR);
+    let t = retrans_ns_of(10);
+    assert!(a.env.now >= 3 * t && a.env.now < 4 * t + 10_000, "took {} ns", a.env.now);
+    assert_eq!(a.env.counters.retransmits.load(core::sync::atomic::Ordering::Relaxed), 2);
+}
+
+fn retrans_ns_of(t: u8) -> u64 {
+    super::qp::retrans_ns(t).unwrap()
+}
+
+#[test]
+fn moving_to_err_flushes_every_wqe() {
+    let (mut a, mut b) = pair(QpType::Rc, 3);
+    a.reg(1, 0x1000, 64, ALL);
+    for k in 0..3 {
+        a.post_send(send_wqe(k, wop::SEND), &[Sge { addr: 0x1000, length: 8, lkey: 1 }]);
+        a.post_recv(100 + k, &[Sge { addr: 0x1000, length: 8, lkey: 1 }]);
+    }
+    let m = QpAttr { state: QpState::Err as u8, ..Default::default() };
+    assert!(a.qp.modify(&mut a.env, &m, mask::STATE).unwrap());
+    a.qp.run(&mut a.env, 64);
+    let s = a.cqes(CqSel::Send);
+    let r = a.cqes(CqSel::Recv);
+    assert_eq!(s.iter().map(|c| (c.wr_id, c.status)).collect::<Vec<_>>(), (0..3).map(|k| (k, wc::WR_FLUSH_ERR)).collect::<Vec<_>>());
+    assert_eq!(r.iter().map(|c| (c.wr_id, c.status, c.opcode)).collect::<Vec<_>>(), (100..103).map(|k| (k, wc::WR_FLUSH_ERR, wc::RECV)).collect::<Vec<_>>());
+    // Posted later: flushed too.
+    a.post_send(send_wqe(9, wop::SEND), &[]);
+    a.qp.run(&mut a.env, 64);
+    assert_eq!(a.cqes(CqSel::Send)[0].status, wc::WR_FLUSH_ERR);
+    let _ = &mut b;
+}
+
+#[test]
+fn modify_checks_values_and_changes_nothing_on_error() {
+    let (mut a, _b) = pair(QpType::Rc, 3);
+    let before = a.qp.query();
+    let bad = QpAttr { path_mtu: 9, ..Default::default() };
+    assert!(a.qp.modify(&mut a.env, &bad, mask::PATH_MTU | mask::TIMEOUT).is_err());
+    let bad = QpAttr { max_rd_atomic: 200, ..Default::default() };
+    assert!(a.qp.modify(&mut a.env, &bad, mask::MAX_QP_RD_ATOMIC).is_err());
+    let bad = QpAttr { cur_state: QpState::Init as u8, state: QpState::Rts as u8, ..Default::default() };
+    assert!(a.qp.modify(&mut a.env, &bad, mask::STATE | mask::CUR_STATE).is_err());
+    assert_eq!(a.qp.query(), before);
+}
+
+#[test]
+fn malformed_and_foreign_packets_are_dropped() {
+    let (mut a, mut b) = pair(QpType::Rc, 3);
+    b.reg(2, 0x8000, 64, ALL);
+    b.post_recv(1, &[Sge { addr: 0x8000, length: 64, lkey: 2 }]);
+    a.reg(1, 0x1000, 64, ALL);
+    a.post_send(send_wqe(1, wop::SEND), &[Sge { addr: 0x1000, length: 16, lkey: 1 }]);
+    a.qp.run(&mut a.env, 64);
+    let good = a.env.out[0].clone();
+    // Truncations at every length, a bad ICRC, an unknown opcode.
+    for n in 0..good.len() {
+        assert!(packet::parse(&good[..n], Some(&SoftCrc)).is_err());
+    }
+    let mut bad = good.clone();
+    let l = bad.len();
+    bad[l - 10] ^= 1;
+    assert_eq!(packet::parse(&bad, Some(&SoftCrc)).unwrap_err(), packet::Drop::Icrc);
+    let mut unk = good.clone();
+    unk[28] = 0x1e;
+    assert_eq!(packet::parse(&unk, None).unwrap_err(), packet::Drop::UnknownOpcode);
+    // From a stranger: dropped and counted, the connection goes on.
+    let mut foreign = good.clone();
+    foreign[15] = 99;
+    icrc::fill(&SoftCrc, &mut foreign).unwrap();
+    let rx = packet::parse(&foreign, Some(&SoftCrc)).unwrap();
+    b.qp.receive(&mut b.env, &rx);
+    assert_eq!(b.env.counters.malformed.load(core::sync::atomic::Ordering::Relaxed), 1);
+    pump(&mut a, &mut b, CLEAN, 1, |a, b| !a.env.cqes.is_empty() && !b.env.cqes.is_empty());
+    assert_eq!(b.cqes(CqSel::Recv)[0].status, wc::SUCCESS);
+}
+
+#[test]
+fn random_bytes_never_panic() {
+    let (_a, mut b) = pair(QpType::Rc, 3);
+    let mut rng = Rng(42);
+    for _ in 0..20_000 {
+        let n = (rng.next() % 120) as usize;
+        let mut p: Vec<u8> = (0..n).map(|_| rng.next() as u8).collect();
+        if n > 30 && rng.chance(50) {
+            p[0] = 0x45;
+            p[9] = 17;
+            p[2..4].copy_from_slice(&(n as u16).to_be_bytes());
+            p[22..24].copy_from_slice(&ROCE_V2_PORT.to_be_bytes());
+            p[24..26].copy_from_slice(&((n - 20) as u16).to_be_bytes());
+            p[12..16].copy_from_slice(&[192, 0, 2, 1]);
+            p[16..20].copy_from_slice(&[192, 0, 2, 2]);
+            p[10..12].copy_from_slice(&[0, 0]);
+            p[6] = 0x40;
+            p[7] = 0;
+            p[28] %= 0x20;
+        }
+        if let Ok(rx) = packet::parse(&p, None) {
+            b.qp.receive(&mut b.env, &rx);
+            b.qp.run(&mut b.env, 16);
+        }
+    }
+    assert_eq!(b.env.live_refs, 0);
+}
