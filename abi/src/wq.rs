@@ -182,7 +182,7 @@ impl Geometry {
 
     /// The same geometry as `resp` names, if it is one [`Geometry::make`] could return.
     pub fn checked(slots: u32, stride: u32) -> Option<Geometry> {
-        if !slots.is_power_of_two() || slots > MAX_SLOTS || stride < 16 || stride % 16 != 0 || stride > 64 * 1024 {
+        if !slots.is_power_of_two() || slots > MAX_SLOTS || stride < 16 || !stride.is_multiple_of(16) || stride > 64 * 1024 {
             return None;
         }
         Some(Geometry { slots, stride })
@@ -247,7 +247,10 @@ impl WorkQueue {
 
     /// The slot the next WQE goes to, `ahead` WQEs past the producer index, for the
     /// producer to fill; `None` if the queue has no room for it.
-    pub fn producer_slot(&self, ahead: u32) -> Option<&mut [u8]> {
+    ///
+    /// Takes `&mut self`: the producer owns its view, so two slices of one slot can
+    /// never be alive at once.
+    pub fn producer_slot(&mut self, ahead: u32) -> Option<&mut [u8]> {
         if ahead >= self.space() {
             return None;
         }
@@ -379,7 +382,7 @@ mod tests {
         let g = Geometry::send(4, 2, 0).unwrap();
         let mut mem = backing(g);
         // SAFETY: `mem` outlives the view and has g.bytes() aligned bytes.
-        let q = unsafe { WorkQueue::new(mem.as_mut_ptr() as *mut u8, g) }.unwrap();
+        let mut q = unsafe { WorkQueue::new(mem.as_mut_ptr() as *mut u8, g) }.unwrap();
         let mut buf = [0u8; 96];
         assert_eq!(q.consume(&mut buf), Ok(None));
         assert!(!q.request_doorbell(), "empty: the kernel goes idle");

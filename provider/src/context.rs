@@ -1,6 +1,6 @@
-//! An open ferrite device (a verbs context) and the verbs ferrite serves so far:
-//! device and port queries, protection domains, memory regions and completion
-//! queues.
+//! An open ferrite device (a verbs context) and its control-path verbs: device and
+//! port queries, protection domains, memory regions and completion queues.  QPs and
+//! the posting fast path are in [`crate::qp`], the extended CQ in [`crate::cq_ex`].
 //!
 //! Control-path verbs go to the kernel through libibverbs' `ibv_cmd_*` helpers, with
 //! ferrite's own request/response tails from `ferrite_abi`.  A CQ's completion ring is
@@ -23,15 +23,44 @@ pub struct FerriteContext {
     vctx: VerbsContext,
 }
 
-/// ferrite's CQ: the public `ibv_cq` first, then the mapped ring.
+/// ferrite's CQ: the public `ibv_cq_ex` first (its head is `ibv_cq`, so one layout
+/// serves CQs from `ibv_create_cq` and from `ibv_create_cq_ex`), then the mapped ring.
 #[repr(C)]
 pub struct FerriteCq {
-    ibv_cq: IbvCq,
-    map: *mut c_void,
-    map_len: usize,
-    ring: Option<Ring>,
-    /// Serialises pollers of this CQ (the ring has one consumer at a time).
-    polling: AtomicBool,
+    pub(crate) vcq: IbvCqEx,
+    pub(crate) map: *mut c_void,
+    pub(crate) map_len: usize,
+    pub(crate) ring: Option<Ring>,
+    /// Serialises pollers of this CQ (the ring has one consumer at a time); held from
+    /// `start_poll` to `end_poll` by the extended CQ API.
+    pub(crate) polling: AtomicBool,
+    /// The completion the extended CQ API's `read_*` functions report.
+    pub(crate) cur: Cqe,
+}
+
+/// A spin lock over one flag (the provider may not use pthread locks' newer symbols,
+/// and its critical sections are a few stores long, or span an ibv_wr_* batch).
+pub(crate) fn lock(flag: &AtomicBool) {
+    while flag.compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed).is_err() {
+        core::hint::spin_loop();
+    }
+}
+
+pub(crate) fn unlock(flag: &AtomicBool) {
+    flag.store(false, Ordering::Release);
+}
+
+impl FerriteCq {
+    /// The CQ's ring and its poll lock, without borrowing the members libibverbs
+    /// writes (mutex, event counters).
+    ///
+    /// # Safety
+    /// `cq` points to a live FerriteCq that outlives `'a`.
+    pub(crate) unsafe fn ring_and_lock<'a>(cq: *const FerriteCq) -> (Option<&'a Ring>, &'a AtomicBool) {
+        // SAFETY: function contract; these members are only written before the CQ
+        // is published (ring) or are atomic (polling).
+        unsafe { ((*cq).ring.as_ref(), &(*cq).polling) }
+    }
 }
 
 /// Write a message to stderr (the provider has no other channel before a context).
@@ -41,19 +70,24 @@ pub fn warn(msg: &CStr) {
     unsafe { libc::write(2, b.as_ptr() as *const c_void, b.len()) };
 }
 
-fn set_errno(e: c_int) {
+pub(crate) fn set_errno(e: c_int) {
     // SAFETY: __errno_location returns this thread's errno.
     unsafe { *libc::__errno_location() = e };
 }
 
+pub(crate) fn errno() -> c_int {
+    // SAFETY: __errno_location returns this thread's errno.
+    unsafe { *libc::__errno_location() }
+}
+
 /// # Safety
 /// `p` is zero or a pointer `calloc` returned.
-unsafe fn free<T>(p: *mut T) {
+pub(crate) unsafe fn free<T>(p: *mut T) {
     // SAFETY: function contract.
     unsafe { libc::free(p as *mut c_void) }
 }
 
-fn calloc<T>() -> *mut T {
+pub(crate) fn calloc<T>() -> *mut T {
     // SAFETY: plain zeroed allocation.
     unsafe { libc::calloc(1, size_of::<T>()) as *mut T }
 }
@@ -77,6 +111,17 @@ fn ops() -> VerbsContextOps {
     o.slots[slot::POLL_CQ] = poll_cq as *const c_void;
     o.slots[slot::REQ_NOTIFY_CQ] = req_notify_cq as *const c_void;
     o.slots[slot::FREE_CONTEXT] = free_context as *const c_void;
+    o.slots[slot::CREATE_CQ_EX] = crate::cq_ex::create_cq_ex as *const c_void;
+    o.slots[slot::CREATE_QP] = crate::qp::create_qp as *const c_void;
+    o.slots[slot::CREATE_QP_EX] = crate::qp::create_qp_ex as *const c_void;
+    o.slots[slot::MODIFY_QP] = crate::qp::modify_qp as *const c_void;
+    o.slots[slot::QUERY_QP] = crate::qp::query_qp as *const c_void;
+    o.slots[slot::DESTROY_QP] = crate::qp::destroy_qp as *const c_void;
+    o.slots[slot::POST_SEND] = crate::qp::post_send as *const c_void;
+    o.slots[slot::POST_RECV] = crate::qp::post_recv as *const c_void;
+    if let Some(i) = slot::QUERY_QP_DATA_IN_ORDER {
+        o.slots[i] = crate::qp::query_qp_data_in_order as *const c_void;
+    }
     o
 }
 
@@ -257,11 +302,10 @@ unsafe extern "C" fn create_cq(
     channel: *mut IbvCompChannel,
     comp_vector: c_int,
 ) -> *mut IbvCq {
-    let cq: *mut FerriteCq = calloc();
-    if cq.is_null() {
+    let Some(cq) = new_cq() else {
         set_errno(libc::ENOMEM);
         return ptr::null_mut();
-    }
+    };
     let mut cmd = CreateCqCmd::default();
     let mut resp = CreateCqResp::default();
     // SAFETY: cq is zeroed and ours (ibv_cq first); the buffers are sized as passed.
@@ -271,7 +315,7 @@ unsafe extern "C" fn create_cq(
             cqe,
             channel,
             comp_vector,
-            ptr::addr_of_mut!((*cq).ibv_cq),
+            ptr::addr_of_mut!((*cq).vcq.cq),
             &mut cmd,
             size_of::<CreateCqCmd>(),
             &mut resp,
@@ -284,7 +328,44 @@ unsafe extern "C" fn create_cq(
         set_errno(err);
         return ptr::null_mut();
     }
-    let d = resp.drv;
+    // SAFETY: the kernel CQ exists and cq is ours, not yet visible to anyone else.
+    match unsafe { attach_ring(cq, ibctx, &resp.drv) } {
+        // SAFETY: as above.
+        Ok(()) => unsafe { ptr::addr_of_mut!((*cq).vcq.cq) },
+        Err(e) => {
+            set_errno(e);
+            ptr::null_mut()
+        }
+    }
+}
+
+/// A zeroed CQ with its Rust-side members initialised, or `None` without memory.
+pub(crate) fn new_cq() -> Option<*mut FerriteCq> {
+    let cq: *mut FerriteCq = calloc();
+    if cq.is_null() {
+        return None;
+    }
+    // SAFETY: cq is a fresh allocation of the right size; the C part is valid zeroed
+    // (integers, pointers, NULL function pointers); the Rust part is written here.
+    unsafe {
+        ptr::addr_of_mut!((*cq).ring).write(None);
+        ptr::addr_of_mut!((*cq).polling).write(AtomicBool::new(false));
+        ptr::addr_of_mut!((*cq).cur).write(Cqe::default());
+    }
+    Some(cq)
+}
+
+/// Map the ring the kernel made for a new CQ.  On failure the kernel CQ is destroyed
+/// and `cq` freed, and the errno to report is returned.
+///
+/// # Safety
+/// `cq` comes from [`new_cq`], its `ibv_cq` names a CQ the kernel just created on
+/// `ibctx`, and nobody else knows it yet.
+pub(crate) unsafe fn attach_ring(
+    cq: *mut FerriteCq,
+    ibctx: *mut IbvContext,
+    d: &ferrite_abi::CreateCqResp,
+) -> Result<(), c_int> {
     let geometry_ok = cq::slots_for(d.slots) == Some(d.slots) && d.mmap_len as usize == cq::ring_bytes(d.slots);
     let map = if geometry_ok {
         // SAFETY: mapping the kernel's ring: shared, exactly the published length.
@@ -303,15 +384,13 @@ unsafe extern "C" fn create_cq(
         libc::MAP_FAILED
     };
     if map == libc::MAP_FAILED {
-        // SAFETY: read this thread's errno before anything else changes it.
-        let e = if geometry_ok { unsafe { *libc::__errno_location() } } else { libc::EPROTO };
+        let e = if geometry_ok { errno() } else { libc::EPROTO };
         // SAFETY: the CQ exists in the kernel; undo it, then free ours.
         unsafe {
-            sys::ibv_cmd_destroy_cq(ptr::addr_of_mut!((*cq).ibv_cq));
+            sys::ibv_cmd_destroy_cq(ptr::addr_of_mut!((*cq).vcq.cq));
             free(cq);
         }
-        set_errno(e);
-        return ptr::null_mut();
+        return Err(e);
     }
     // SAFETY: `map` holds ring_bytes(slots) bytes, page-aligned, until destroy_cq.
     let ring = unsafe { Ring::new(map as *mut u8, d.slots) };
@@ -320,8 +399,8 @@ unsafe extern "C" fn create_cq(
         (*cq).map = map;
         (*cq).map_len = d.mmap_len as usize;
         (*cq).ring = ring;
-        ptr::addr_of_mut!((*cq).ibv_cq)
     }
+    Ok(())
 }
 
 unsafe extern "C" fn destroy_cq(ibcq: *mut IbvCq) -> c_int {
@@ -342,12 +421,10 @@ unsafe extern "C" fn destroy_cq(ibcq: *mut IbvCq) -> c_int {
 
 /// `ibv_poll_cq`: completions straight from the shared ring, no system call.
 unsafe extern "C" fn poll_cq(ibcq: *mut IbvCq, num_entries: c_int, wc: *mut IbvWc) -> c_int {
-    // SAFETY: ibcq is the first member of one of our FerriteCqs.
-    let cq = unsafe { &*(ibcq as *const FerriteCq) };
-    let Some(ring) = cq.ring.as_ref() else { return 0 };
-    while cq.polling.compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed).is_err() {
-        core::hint::spin_loop();
-    }
+    // SAFETY: ibcq is the first member of one of our FerriteCqs, live during the call.
+    let (ring, polling) = unsafe { FerriteCq::ring_and_lock(ibcq as *const FerriteCq) };
+    let Some(ring) = ring else { return 0 };
+    lock(polling);
     let mut n = 0;
     while n < num_entries.max(0) {
         let Some(c) = ring.pop() else { break };
@@ -370,7 +447,7 @@ unsafe extern "C" fn poll_cq(ibcq: *mut IbvCq, num_entries: c_int, wc: *mut IbvW
         unsafe { wc.add(n as usize).write(w) };
         n += 1;
     }
-    cq.polling.store(false, Ordering::Release);
+    unlock(polling);
     n
 }
 
@@ -387,10 +464,62 @@ mod tests {
     fn ops_table_fills_exactly_the_served_verbs() {
         let o = ops();
         let set = o.slots.iter().filter(|p| !p.is_null()).count();
-        assert_eq!(set, 11);
-        for s in [slot::ALLOC_PD, slot::CREATE_CQ, slot::POLL_CQ, slot::FREE_CONTEXT, slot::REQ_NOTIFY_CQ] {
+        let in_order = usize::from(slot::QUERY_QP_DATA_IN_ORDER.is_some());
+        assert_eq!(set, 19 + in_order);
+        for s in [
+            slot::ALLOC_PD,
+            slot::CREATE_CQ,
+            slot::POLL_CQ,
+            slot::FREE_CONTEXT,
+            slot::REQ_NOTIFY_CQ,
+            slot::CREATE_CQ_EX,
+            slot::CREATE_QP,
+            slot::CREATE_QP_EX,
+            slot::MODIFY_QP,
+            slot::QUERY_QP,
+            slot::DESTROY_QP,
+            slot::POST_SEND,
+            slot::POST_RECV,
+        ] {
             assert!(!o.slots[s].is_null());
         }
+        assert_eq!(o.slots[slot::POST_SEND], crate::qp::post_send as *const c_void);
+        assert_eq!(o.slots[slot::CREATE_CQ_EX], crate::cq_ex::create_cq_ex as *const c_void);
+    }
+
+    /// `struct verbs_context_ops` is sorted by member name upstream: the slots
+    /// ferrite uses must rise in the same order as their names, and fit the table.
+    #[test]
+    fn slots_follow_the_alphabetical_order_of_their_names() {
+        let mut named = std::vec![
+            ("alloc_pd", slot::ALLOC_PD),
+            ("create_cq", slot::CREATE_CQ),
+            ("create_cq_ex", slot::CREATE_CQ_EX),
+            ("create_qp", slot::CREATE_QP),
+            ("create_qp_ex", slot::CREATE_QP_EX),
+            ("dealloc_pd", slot::DEALLOC_PD),
+            ("dereg_mr", slot::DEREG_MR),
+            ("destroy_cq", slot::DESTROY_CQ),
+            ("destroy_qp", slot::DESTROY_QP),
+            ("free_context", slot::FREE_CONTEXT),
+            ("modify_qp", slot::MODIFY_QP),
+            ("poll_cq", slot::POLL_CQ),
+            ("post_recv", slot::POST_RECV),
+            ("post_send", slot::POST_SEND),
+            ("query_device_ex", slot::QUERY_DEVICE_EX),
+            ("query_port", slot::QUERY_PORT),
+            ("query_qp", slot::QUERY_QP),
+            ("reg_mr", slot::REG_MR),
+            ("req_notify_cq", slot::REQ_NOTIFY_CQ),
+        ];
+        if let Some(i) = slot::QUERY_QP_DATA_IN_ORDER {
+            named.push(("query_qp_data_in_order", i));
+        }
+        named.sort();
+        for w in named.windows(2) {
+            assert!(w[0].1 < w[1].1, "{:?} then {:?}", w[0], w[1]);
+        }
+        assert!(named.iter().all(|&(_, i)| i < slot::COUNT));
     }
 
     #[test]
@@ -402,17 +531,16 @@ mod tests {
         assert!(cq::ring_bytes(slots) <= 8192);
         // SAFETY: `mem` outlives both ring views below.
         let producer = unsafe { Ring::new(mem.0.as_mut_ptr(), slots) }.unwrap();
-        // SAFETY: zeroed FerriteCq is a valid "no ring yet" state; ring set below.
-        let mut fcq: FerriteCq = unsafe { core::mem::zeroed() };
-        // SAFETY: as above.
-        fcq.ring = unsafe { Ring::new(mem.0.as_mut_ptr(), slots) };
+        let fcq = new_cq().unwrap();
+        // SAFETY: fcq is ours; `mem` outlives this view.
+        unsafe { (*fcq).ring = Ring::new(mem.0.as_mut_ptr(), slots) };
         for i in 0..5u64 {
             producer
                 .push(&Cqe { wr_id: 100 + i, status: i as u32, opcode: 128, byte_len: 4096, qp_num: 7, ..Default::default() })
                 .unwrap();
         }
         let mut wc = [IbvWc::default(); 3];
-        let ibcq = &mut fcq as *mut FerriteCq as *mut IbvCq;
+        let ibcq = fcq as *mut IbvCq;
         // SAFETY: ibcq is a FerriteCq; wc has room for 3.
         assert_eq!(unsafe { poll_cq(ibcq, 3, wc.as_mut_ptr()) }, 3);
         assert_eq!([wc[0].wr_id, wc[1].wr_id, wc[2].wr_id], [100, 101, 102]);
@@ -421,6 +549,7 @@ mod tests {
         assert_eq!(unsafe { poll_cq(ibcq, 3, wc.as_mut_ptr()) }, 2);
         // SAFETY: as above.
         assert_eq!(unsafe { poll_cq(ibcq, 3, wc.as_mut_ptr()) }, 0);
-        core::mem::forget(fcq);
+        // SAFETY: from new_cq's calloc; nothing refers to it any more.
+        unsafe { free(fcq) };
     }
 }
