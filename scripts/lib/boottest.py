@@ -26,7 +26,7 @@ BOOT_TIMEOUT = int(os.environ.get("FERRITE_BOOT_TIMEOUT", "420"))
 
 
 def prepare_guest_dir(name, ko, script):
-    """The guest's /ferrite: module, provider, test program, script, out/."""
+    """The guest's /ferrite: module, provider, test programs, script, out/."""
     logdir = util.build_dir(name)
     g = os.path.join(logdir, "guest")
     shutil.rmtree(g, ignore_errors=True)
@@ -34,7 +34,7 @@ def prepare_guest_dir(name, ko, script):
     shutil.copy(ko, os.path.join(g, "ferrite.ko"))
     for f in os.listdir(logdir):
         if f.startswith(("libferrite-rdmav", "ferrite-")) and f.endswith((".so", ".tar.gz")) \
-                or f == "verbs-ctl":
+                or f in ("verbs-ctl", "dlopen-local"):
             shutil.copy(os.path.join(logdir, f), g)
     shutil.copy(os.path.join(TOP, "tests", "guest", "lib.sh"), g)
     shutil.copy(script, os.path.join(g, "run"))

@@ -103,15 +103,28 @@ def rdma_core_release(res):
 PROVIDER_GLIBC_MAX = (2, 17)
 
 
-def build_provider(res, logdir):
-    """Build provider/ for the target's rdma-core; returns the installed file name."""
+# What the provider imports from libibverbs (public verbs, private provider ABI).
+LIBIBVERBS_SYMBOL = re.compile(r"^(ibv_|_verbs_|verbs_)")
+
+
+def build_provider(res, logdir, root):
+    """Build provider/ for the target's rdma-core; returns the installed file name.
+
+    It is linked against the target root's own libibverbs.so.1, as rdma-core's
+    providers are, so that it loads into any process that has libibverbs, however
+    libibverbs itself was loaded (docs/design.md, "The provider").
+    """
     rel = rdma_core_release(res)
     tdir = os.path.join(TOP, "build", "provider-target", rel)
     logf = os.path.join(logdir, "provider.log")
     if os.path.exists(logf):
         os.unlink(logf)
+    libibverbs = os.path.join(root, "usr", "lib", "x86_64-linux-gnu", "libibverbs.so.1")
+    if not os.path.isfile(libibverbs):
+        raise util.Fail(f"{res['target']}: the root has no {libibverbs} to link the provider against")
     util.run(["cargo", "build", "-q", "-p", "ferrite-provider", "--release", "--lib"],
-             env={"FERRITE_RDMA_CORE": rel, "CARGO_TARGET_DIR": tdir}, logfile=logf, cwd=TOP)
+             env={"FERRITE_RDMA_CORE": rel, "FERRITE_LIBIBVERBS": libibverbs,
+                  "CARGO_TARGET_DIR": tdir}, logfile=logf, cwd=TOP)
     so = os.path.join(tdir, "release", "libferrite_provider.so")
     dyn = subprocess.run(["objdump", "-T", so], capture_output=True, text=True, check=True).stdout
     m = re.search(r"verbs_register_driver_(\d+)", dyn)
@@ -120,10 +133,42 @@ def build_provider(res, logdir):
     for maj, mnr in re.findall(r"GLIBC_(\d+)\.(\d+)", dyn):
         if (int(maj), int(mnr)) > PROVIDER_GLIBC_MAX:
             raise util.Fail(f"{so}: imports GLIBC_{maj}.{mnr}; it must load with older glibc too")
+    check_provider_links_libibverbs(so, m.group(1))
     name = f"libferrite-rdmav{m.group(1)}.so"
     shutil.copy(so, os.path.join(logdir, name))
     util.log(f"{res['target']}: provider {name} for rdma-core {rel}")
     return name
+
+
+def check_provider_links_libibverbs(so, pabi):
+    """Refuse a provider that relies on libibverbs being in the global symbol scope.
+
+    It must name libibverbs.so.1 as NEEDED, and bind every libibverbs import to a
+    version: IBVERBS_PRIVATE_<PABI> for the provider ABI, IBVERBS_1.x for public verbs.
+    Otherwise a process that loaded libibverbs with dlopen(RTLD_LOCAL) cannot load it.
+    """
+    dyn = subprocess.run(["readelf", "-dW", so], capture_output=True, text=True,
+                         check=True).stdout
+    needed = re.findall(r"\(NEEDED\)\s+Shared library: \[([^\]]+)\]", dyn)
+    if "libibverbs.so.1" not in needed:
+        raise util.Fail(f"{so}: no NEEDED libibverbs.so.1 (it has {needed}); it would load "
+                        f"only where libibverbs is in the global scope (FERRITE_LIBIBVERBS unset?)")
+    syms = subprocess.run(["readelf", "--dyn-syms", "-W", so], capture_output=True, text=True,
+                          check=True).stdout
+    allowed = re.compile(rf"^(IBVERBS_PRIVATE_{pabi}|IBVERBS_1\.\d+)$")
+    bad = []
+    for ln in syms.splitlines():
+        f = ln.split()
+        # Num: Value Size Type Bind Vis Ndx Name[@Version (n)]
+        if len(f) < 8 or f[6] != "UND":
+            continue
+        sym, _, ver = f[7].partition("@")
+        ver = ver.lstrip("@")
+        if LIBIBVERBS_SYMBOL.match(sym) and not allowed.match(ver):
+            bad.append(f"{sym}@{ver}" if ver else f"{sym} (unversioned)")
+    if bad:
+        raise util.Fail(f"{so}: libibverbs imports not bound to IBVERBS_PRIVATE_{pabi} or "
+                        f"IBVERBS_1.x: {', '.join(sorted(bad))}")
 
 
 def make_package(name, res, root, logdir, provider):
@@ -269,7 +314,7 @@ def build_target(name):
     if not objtool_rust:
         raise util.Fail(f"{name}: objtool did not run over the Rust code (see {mod}/rust/.ferrite_rust.o.cmd)")
     shutil.copy(ko, os.path.join(logdir, "ferrite.ko"))
-    provider = build_provider(res, logdir)
+    provider = build_provider(res, logdir, root)
     # The provider's mirrored public layouts, checked against this release's headers.
     shutil.copy(os.path.join(TOP, "provider", "layout-check.c"), mod)
     llog = os.path.join(logdir, "provider-layout.log")
@@ -285,6 +330,13 @@ def build_target(name):
     if r.returncode != 0:
         raise util.Fail(f"{name}: tests/guest/verbs-ctl.c does not build (log: {clog})")
     shutil.copy(os.path.join(mod, "verbs-ctl"), logdir)
+    # The RTLD_LOCAL loader test: libibverbs through dlopen only, never linked.
+    shutil.copy(os.path.join(TOP, "tests", "guest", "dlopen-local.c"), mod)
+    dlog = os.path.join(logdir, "dlopen-local.log")
+    r = in_root(root, mod, "gcc -O2 -Wall -Werror -o /mnt/dlopen-local /mnt/dlopen-local.c -ldl", dlog)
+    if r.returncode != 0:
+        raise util.Fail(f"{name}: tests/guest/dlopen-local.c does not build (log: {dlog})")
+    shutil.copy(os.path.join(mod, "dlopen-local"), logdir)
     package = make_package(name, res, root, logdir, provider)
     info = {"resolved": res, "probes": probes, "root": root,
             "objtool_over_rust": objtool_rust, "provider": provider, "package": package}

@@ -284,6 +284,19 @@ t_provider_verbs_ctl() {
 	run_ctl /ferrite/verbs-ctl f0
 }
 
+t_provider_dlopen_local() {
+	# libibverbs loaded with dlopen(RTLD_LOCAL), as bindings, MPI and UCX load it: the
+	# provider must find libibverbs through its own NEEDED entry.
+	local out rc
+	out=$(/ferrite/dlopen-local f0 2>&1)
+	rc=$?
+	if [ $rc -ne 0 ] || ! grep -q '^ibv_alloc_pd: ok$' <<<"$out"; then
+		diag "dlopen-local f0: exit $rc"
+		while read -r line; do diag "$line"; done <<<"$out"
+		return 1
+	fi
+}
+
 t_provider_memlock() {
 	# Without CAP_IPC_LOCK, pinning stops at RLIMIT_MEMLOCK.
 	run_ctl bash -c 'ulimit -l 1024 && exec setpriv --bounding-set -ipc_lock /ferrite/verbs-ctl f0 memlock'
@@ -476,6 +489,7 @@ check provider_mtu_follows_netdev t_provider_mtu_follows_netdev
 check provider_rxe_alongside t_provider_rxe_alongside
 check provider_survives_rename t_provider_survives_rename
 check provider_verbs_ctl t_provider_verbs_ctl
+check provider_dlopen_local t_provider_dlopen_local
 check provider_memlock t_provider_memlock
 check provider_resources_released t_provider_resources_released
 check provider_kill9_releases_everything t_provider_kill9
