@@ -27,9 +27,21 @@ PACKAGES = [
     "iproute2", "kmod", "make", "gcc", "binutils", "procps", "libc6-dev", "busybox", "mount",
 ]
 
+# Packages only some roots get.  The test client (tests/client, built by
+# scripts/lib/testclient.py in the oldest root so that its binary runs on every target)
+# uses rdma-sys, whose build runs pkg-config and bindgen (libclang).  A target that is
+# not listed hashes exactly as before, so its root is not rebuilt.
+EXTRA_PACKAGES = {
+    "bullseye": ["pkg-config", "libclang-dev"],
+}
+
+
+def packages_of(res):
+    return PACKAGES + EXTRA_PACKAGES.get(res["target"], [])
+
 
 def key_of(res):
-    blob = json.dumps({"res": res, "pk": PACKAGES, "r": RECIPE}, sort_keys=True)
+    blob = json.dumps({"res": res, "pk": packages_of(res), "r": RECIPE}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
@@ -56,7 +68,7 @@ def ensure(name, logdir):
     os.makedirs(os.path.dirname(root), exist_ok=True)
     kver = res["kernel"]
     idx = targets.AptIndex(res["suites"])
-    pk = PACKAGES + [f"linux-headers-{kver}"]
+    pk = packages_of(res) + [f"linux-headers-{kver}"]
     cmd = ["mmdebstrap", "--variant=apt", "--mode=root", "--format=directory",
            # The registry may serve a suite whose Release is past Valid-Until.
            "--aptopt=Acquire::Check-Valid-Until \"false\"",

@@ -1,0 +1,736 @@
+//! One side's verbs objects over `rdma-sys`: device context, PD, CQ (optionally with
+//! a completion channel), one RC or UC QP, and one large MR over anonymous memory.
+//!
+//! Everything is created in `open` (device, PD, CQ) and `create` (QP, MR) and destroyed
+//! in `Drop` in the reverse order.  The raw pointers never leave this module; callers
+//! post work requests described by `SendWr`/`RecvWr` and read completions as `Wc`.
+
+use rdma_sys::*;
+use std::ffi::CStr;
+use std::os::raw::c_int;
+use std::ptr;
+use std::time::{Duration, Instant};
+
+use crate::gid::{self, Gid};
+use crate::opts::QpKind;
+
+/// Depths the QP is created with; the CQ holds both queues.
+pub const SQ_DEPTH: u32 = 64;
+pub const RQ_DEPTH: u32 = 64;
+const CQ_DEPTH: c_int = 256;
+/// Inline data asked for at QP creation (less is accepted; see `max_inline`).
+const WANT_INLINE: [u32; 4] = [256, 128, 64, 0];
+/// SGEs per WR asked for, on both queues.
+pub const MAX_SGE: u32 = 3;
+
+fn errno_str(e: c_int) -> String {
+    std::io::Error::from_raw_os_error(e).to_string()
+}
+
+fn last_os_error() -> String {
+    std::io::Error::last_os_error().to_string()
+}
+
+/// A completion, decoded.
+#[derive(Clone, Debug)]
+pub struct Wc {
+    pub wr_id: u64,
+    pub status: u32,
+    pub opcode: u32,
+    pub byte_len: u32,
+    /// The immediate value (host order) when the completion carries one.
+    pub imm: Option<u32>,
+    pub qp_num: u32,
+    pub vendor_err: u32,
+}
+
+pub fn status_str(s: u32) -> String {
+    // SAFETY: ibv_wc_status_str returns a pointer to a static string for any value
+    // ("unknown" for values it does not know); it is never freed.
+    unsafe { CStr::from_ptr(ibv_wc_status_str(s)) }.to_string_lossy().into_owned()
+}
+
+pub fn opcode_str(op: u32) -> String {
+    use ibv_wc_opcode::*;
+    match op {
+        IBV_WC_SEND => "IBV_WC_SEND".into(),
+        IBV_WC_RDMA_WRITE => "IBV_WC_RDMA_WRITE".into(),
+        IBV_WC_RDMA_READ => "IBV_WC_RDMA_READ".into(),
+        IBV_WC_COMP_SWAP => "IBV_WC_COMP_SWAP".into(),
+        IBV_WC_FETCH_ADD => "IBV_WC_FETCH_ADD".into(),
+        IBV_WC_RECV => "IBV_WC_RECV".into(),
+        IBV_WC_RECV_RDMA_WITH_IMM => "IBV_WC_RECV_RDMA_WITH_IMM".into(),
+        o => format!("opcode {o}"),
+    }
+}
+
+impl Wc {
+    pub fn ok(&self) -> bool {
+        self.status == ibv_wc_status::IBV_WC_SUCCESS
+    }
+
+    pub fn describe(&self) -> String {
+        format!(
+            "wr_id {:#x} status {} ({}) vendor_err {:#x} opcode {} byte_len {}",
+            self.wr_id,
+            status_str(self.status),
+            self.status,
+            self.vendor_err,
+            opcode_str(self.opcode),
+            self.byte_len
+        )
+    }
+}
+
+/// The work requests this tool posts.
+pub enum SendOp {
+    Send,
+    SendImm(u32),
+    Write { raddr: u64, rkey: u32 },
+    WriteImm { raddr: u64, rkey: u32, imm: u32 },
+    Read { raddr: u64, rkey: u32 },
+    FetchAdd { raddr: u64, rkey: u32, add: u64 },
+    CmpSwp { raddr: u64, rkey: u32, compare: u64, swap: u64 },
+}
+
+pub struct SendWr {
+    pub wr_id: u64,
+    pub op: SendOp,
+    /// (offset in the MR, length) per SGE.
+    pub sges: Vec<(usize, usize)>,
+    pub signaled: bool,
+    pub inline: bool,
+    pub fence: bool,
+}
+
+pub struct RecvWr {
+    pub wr_id: u64,
+    pub sges: Vec<(usize, usize)>,
+}
+
+/// What the port and device allow, as far as the tests care.
+pub struct Caps {
+    pub active_mtu: u32,
+    pub max_msg_sz: u32,
+    pub gid_tbl_len: u32,
+    pub max_qp_rd_atom: u32,
+    pub max_qp_init_rd_atom: u32,
+    pub atomics: bool,
+}
+
+pub struct Endpoint {
+    ctx: *mut ibv_context,
+    pd: *mut ibv_pd,
+    channel: *mut ibv_comp_channel,
+    cq: *mut ibv_cq,
+    qp: *mut ibv_qp,
+    mr: *mut ibv_mr,
+    buf: *mut u8,
+    buf_len: usize,
+    pub dev: String,
+    pub caps: Caps,
+    pub gid_index: u32,
+    pub gid: Gid,
+    pub kind: QpKind,
+    pub max_inline: u32,
+}
+
+/// IB MTU enum value of a size in bytes (256..4096).
+pub fn mtu_enum(bytes: u32) -> ibv_mtu::Type {
+    match bytes {
+        256 => ibv_mtu::IBV_MTU_256,
+        512 => ibv_mtu::IBV_MTU_512,
+        1024 => ibv_mtu::IBV_MTU_1024,
+        2048 => ibv_mtu::IBV_MTU_2048,
+        _ => ibv_mtu::IBV_MTU_4096,
+    }
+}
+
+fn mtu_bytes(m: ibv_mtu::Type) -> u32 {
+    if (1..=5).contains(&m) {
+        128 << m
+    } else {
+        0
+    }
+}
+
+impl Endpoint {
+    /// Open device `dev` (or the first one), allocate the PD and the CQ, query the
+    /// port and pick the GID index.
+    pub fn open(dev: Option<&str>, gid_index: Option<u32>, ipv6: bool, events: bool)
+        -> Result<Endpoint, String> {
+        let mut ep = Endpoint {
+            ctx: ptr::null_mut(),
+            pd: ptr::null_mut(),
+            channel: ptr::null_mut(),
+            cq: ptr::null_mut(),
+            qp: ptr::null_mut(),
+            mr: ptr::null_mut(),
+            buf: ptr::null_mut(),
+            buf_len: 0,
+            dev: String::new(),
+            caps: Caps {
+                active_mtu: 0,
+                max_msg_sz: 0,
+                gid_tbl_len: 0,
+                max_qp_rd_atom: 0,
+                max_qp_init_rd_atom: 0,
+                atomics: false,
+            },
+            gid_index: 0,
+            gid: [0; 16],
+            kind: QpKind::Rc,
+            max_inline: 0,
+        };
+        ep.open_device(dev)?;
+        // SAFETY: ep.ctx is an open context; attr is plain data the call fills.
+        let mut da: ibv_device_attr = unsafe { std::mem::zeroed() };
+        // SAFETY: as above; da outlives the call.
+        let rc = unsafe { ibv_query_device(ep.ctx, &mut da) };
+        if rc != 0 {
+            return Err(format!("ibv_query_device: {}", errno_str(rc)));
+        }
+        // SAFETY: ep.ctx is an open context; pa is plain data, zeroed as the C inline
+        // ibv_query_port does before asking the provider.
+        let mut pa: ibv_port_attr = unsafe { std::mem::zeroed() };
+        // SAFETY: as above; pa outlives the call.
+        let rc = unsafe { ___ibv_query_port(ep.ctx, 1, &mut pa) };
+        if rc != 0 {
+            return Err(format!("ibv_query_port: {}", errno_str(rc)));
+        }
+        if pa.state != ibv_port_state::IBV_PORT_ACTIVE {
+            return Err(format!("{} port 1 is not active (state {})", ep.dev, pa.state));
+        }
+        ep.caps = Caps {
+            active_mtu: mtu_bytes(pa.active_mtu),
+            max_msg_sz: pa.max_msg_sz,
+            gid_tbl_len: pa.gid_tbl_len as u32,
+            max_qp_rd_atom: da.max_qp_rd_atom.max(0) as u32,
+            max_qp_init_rd_atom: da.max_qp_init_rd_atom.max(0) as u32,
+            atomics: da.atomic_cap != ibv_atomic_cap::IBV_ATOMIC_NONE,
+        };
+        ep.gid_index = match gid_index {
+            Some(i) => i,
+            None => gid::pick(&ep.dev, ep.caps.gid_tbl_len, ipv6)?,
+        };
+        // SAFETY: ibv_gid is 16 bytes of plain data.
+        let mut g: ibv_gid = unsafe { std::mem::zeroed() };
+        // SAFETY: ep.ctx is open; g outlives the call.
+        let rc = unsafe { ibv_query_gid(ep.ctx, 1, ep.gid_index as c_int, &mut g) };
+        if rc != 0 {
+            return Err(format!("ibv_query_gid(port 1, index {}): {}", ep.gid_index, last_os_error()));
+        }
+        // SAFETY: every bit pattern is a valid [u8; 16].
+        ep.gid = unsafe { g.raw };
+        if ep.gid == [0; 16] {
+            return Err(format!("{} GID index {} is empty", ep.dev, ep.gid_index));
+        }
+        if events {
+            // SAFETY: ep.ctx is open.
+            ep.channel = unsafe { ibv_create_comp_channel(ep.ctx) };
+            if ep.channel.is_null() {
+                return Err(format!("ibv_create_comp_channel: {}", last_os_error()));
+            }
+        }
+        // SAFETY: ep.ctx is open; the channel is null or belongs to it.
+        ep.cq = unsafe { ibv_create_cq(ep.ctx, CQ_DEPTH, ptr::null_mut(), ep.channel, 0) };
+        if ep.cq.is_null() {
+            return Err(format!("ibv_create_cq({CQ_DEPTH}): {}", last_os_error()));
+        }
+        // SAFETY: ep.ctx is open.
+        ep.pd = unsafe { ibv_alloc_pd(ep.ctx) };
+        if ep.pd.is_null() {
+            return Err(format!("ibv_alloc_pd: {}", last_os_error()));
+        }
+        Ok(ep)
+    }
+
+    fn open_device(&mut self, want: Option<&str>) -> Result<(), String> {
+        let mut n: c_int = 0;
+        // SAFETY: n outlives the call; the list is freed below.
+        let list = unsafe { ibv_get_device_list(&mut n) };
+        if list.is_null() {
+            return Err(format!("ibv_get_device_list: {}", last_os_error()));
+        }
+        let mut names = Vec::new();
+        let mut chosen: *mut ibv_device = ptr::null_mut();
+        for i in 0..n.max(0) as usize {
+            // SAFETY: the list holds n valid device pointers.
+            let d = unsafe { *list.add(i) };
+            // SAFETY: d is a listed device; its name is a NUL-terminated string.
+            let name = unsafe { CStr::from_ptr(ibv_get_device_name(d)) }.to_string_lossy().into_owned();
+            if chosen.is_null() && want.is_none_or(|w| w == name) {
+                chosen = d;
+                self.dev = name.clone();
+            }
+            names.push(name);
+        }
+        if !chosen.is_null() {
+            // SAFETY: chosen is in the list, which is still alive.
+            self.ctx = unsafe { ibv_open_device(chosen) };
+        }
+        // SAFETY: list came from ibv_get_device_list; an open context stays valid after it.
+        unsafe { ibv_free_device_list(list) };
+        if chosen.is_null() {
+            return Err(match want {
+                Some(w) => format!("no RDMA device {w} (have: {})", names.join(" ")),
+                None => "no RDMA device".into(),
+            });
+        }
+        if self.ctx.is_null() {
+            return Err(format!("ibv_open_device({}): {}", self.dev, last_os_error()));
+        }
+        Ok(())
+    }
+
+    /// Create the QP and register an MR of `mr_len` bytes.
+    pub fn create(&mut self, kind: QpKind, mr_len: usize) -> Result<(), String> {
+        self.kind = kind;
+        let mut last = String::new();
+        for want in WANT_INLINE {
+            // SAFETY: ibv_qp_init_attr is plain data; zero is a valid start.
+            let mut ia: ibv_qp_init_attr = unsafe { std::mem::zeroed() };
+            ia.send_cq = self.cq;
+            ia.recv_cq = self.cq;
+            ia.qp_type = match kind {
+                QpKind::Rc => ibv_qp_type::IBV_QPT_RC,
+                QpKind::Uc => ibv_qp_type::IBV_QPT_UC,
+            };
+            ia.sq_sig_all = 0;
+            ia.cap.max_send_wr = SQ_DEPTH;
+            ia.cap.max_recv_wr = RQ_DEPTH;
+            ia.cap.max_send_sge = MAX_SGE;
+            ia.cap.max_recv_sge = MAX_SGE;
+            ia.cap.max_inline_data = want;
+            // SAFETY: pd and cq are live and belong to this context; ia outlives the call.
+            let qp = unsafe { ibv_create_qp(self.pd, &mut ia) };
+            if !qp.is_null() {
+                self.qp = qp;
+                // The provider writes back what it gave.
+                self.max_inline = ia.cap.max_inline_data;
+                break;
+            }
+            last = format!("ibv_create_qp({}, inline {want}): {}", kind.name(), last_os_error());
+        }
+        if self.qp.is_null() {
+            return Err(last);
+        }
+        // SAFETY: an anonymous private mapping; no file, no fixed address.
+        let p = unsafe {
+            libc::mmap(ptr::null_mut(), mr_len, libc::PROT_READ | libc::PROT_WRITE,
+                       libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0)
+        };
+        if p == libc::MAP_FAILED {
+            return Err(format!("mmap({mr_len}): {}", last_os_error()));
+        }
+        self.buf = p as *mut u8;
+        self.buf_len = mr_len;
+        let base = ibv_access_flags::IBV_ACCESS_LOCAL_WRITE
+            | ibv_access_flags::IBV_ACCESS_REMOTE_WRITE
+            | ibv_access_flags::IBV_ACCESS_REMOTE_READ;
+        for access in [base | ibv_access_flags::IBV_ACCESS_REMOTE_ATOMIC, base] {
+            // SAFETY: buf..buf+buf_len is our mapping and outlives the MR (unmapped
+            // after ibv_dereg_mr in Drop); pd is live.
+            self.mr = unsafe { ibv_reg_mr(self.pd, p, mr_len, access.0 as c_int) };
+            if !self.mr.is_null() {
+                break;
+            }
+        }
+        if self.mr.is_null() {
+            return Err(format!("ibv_reg_mr({mr_len} bytes): {}", last_os_error()));
+        }
+        Ok(())
+    }
+
+    pub fn qpn(&self) -> u32 {
+        // SAFETY: qp is live after create().
+        unsafe { (*self.qp).qp_num }
+    }
+
+    pub fn rkey(&self) -> u32 {
+        // SAFETY: mr is live after create().
+        unsafe { (*self.mr).rkey }
+    }
+
+    fn lkey(&self) -> u32 {
+        // SAFETY: mr is live after create().
+        unsafe { (*self.mr).lkey }
+    }
+
+    /// The virtual address of MR offset `off` (what the peer puts in a RETH).
+    pub fn addr(&self, off: usize) -> u64 {
+        self.buf as u64 + off as u64
+    }
+
+    pub fn mr_len(&self) -> usize {
+        self.buf_len
+    }
+
+    /// The whole MR as bytes.  The protocol never touches a region while a work
+    /// request on it is outstanding (except inline sources, which the spec allows).
+    pub fn mem(&mut self) -> &mut [u8] {
+        // SAFETY: buf..buf+buf_len is our live mapping; &mut self keeps this the only
+        // slice of it; the device writes it only for work requests the caller waits for.
+        unsafe { std::slice::from_raw_parts_mut(self.buf, self.buf_len) }
+    }
+
+    fn modify(&self, attr: &mut ibv_qp_attr, mask: ibv_qp_attr_mask, what: &str) -> Result<(), String> {
+        // SAFETY: qp is live; attr outlives the call.
+        let rc = unsafe { ibv_modify_qp(self.qp, attr, mask.0 as c_int) };
+        if rc != 0 {
+            return Err(format!("ibv_modify_qp(to {what}): {}", errno_str(rc)));
+        }
+        Ok(())
+    }
+
+    fn to_state(&self, st: ibv_qp_state::Type, what: &str) -> Result<(), String> {
+        // SAFETY: plain data.
+        let mut a: ibv_qp_attr = unsafe { std::mem::zeroed() };
+        a.qp_state = st;
+        self.modify(&mut a, ibv_qp_attr_mask::IBV_QP_STATE, what)
+    }
+
+    pub fn to_init(&self) -> Result<(), String> {
+        // SAFETY: plain data.
+        let mut a: ibv_qp_attr = unsafe { std::mem::zeroed() };
+        a.qp_state = ibv_qp_state::IBV_QPS_INIT;
+        a.pkey_index = 0;
+        a.port_num = 1;
+        let w = ibv_access_flags::IBV_ACCESS_REMOTE_WRITE;
+        a.qp_access_flags = match self.kind {
+            QpKind::Rc => (w | ibv_access_flags::IBV_ACCESS_REMOTE_READ
+                | ibv_access_flags::IBV_ACCESS_REMOTE_ATOMIC).0,
+            QpKind::Uc => w.0,
+        };
+        use ibv_qp_attr_mask as m;
+        self.modify(&mut a, m::IBV_QP_STATE | m::IBV_QP_PKEY_INDEX | m::IBV_QP_PORT
+                    | m::IBV_QP_ACCESS_FLAGS, "INIT")
+    }
+
+    /// INIT -> RTR toward the peer's QP.
+    pub fn to_rtr(&self, r: &Remote, mtu: u32, rq_psn: u32, max_dest_rd_atomic: u8)
+        -> Result<(), String> {
+        // SAFETY: plain data.
+        let mut a: ibv_qp_attr = unsafe { std::mem::zeroed() };
+        a.qp_state = ibv_qp_state::IBV_QPS_RTR;
+        a.path_mtu = mtu_enum(mtu);
+        a.dest_qp_num = r.qpn;
+        a.rq_psn = rq_psn;
+        a.ah_attr.is_global = 1;
+        a.ah_attr.port_num = 1;
+        a.ah_attr.grh.dgid = ibv_gid { raw: r.gid };
+        a.ah_attr.grh.sgid_index = self.gid_index as u8;
+        a.ah_attr.grh.hop_limit = 1;
+        use ibv_qp_attr_mask as m;
+        let mut mask = m::IBV_QP_STATE | m::IBV_QP_AV | m::IBV_QP_PATH_MTU | m::IBV_QP_DEST_QPN
+            | m::IBV_QP_RQ_PSN;
+        if self.kind == QpKind::Rc {
+            a.max_dest_rd_atomic = max_dest_rd_atomic;
+            a.min_rnr_timer = 12;
+            mask |= m::IBV_QP_MAX_DEST_RD_ATOMIC | m::IBV_QP_MIN_RNR_TIMER;
+        }
+        self.modify(&mut a, mask, "RTR")
+    }
+
+    /// RTR -> RTS.
+    pub fn to_rts(&self, sq_psn: u32, max_rd_atomic: u8) -> Result<(), String> {
+        // SAFETY: plain data.
+        let mut a: ibv_qp_attr = unsafe { std::mem::zeroed() };
+        a.qp_state = ibv_qp_state::IBV_QPS_RTS;
+        a.sq_psn = sq_psn;
+        use ibv_qp_attr_mask as m;
+        let mut mask = m::IBV_QP_STATE | m::IBV_QP_SQ_PSN;
+        if self.kind == QpKind::Rc {
+            a.timeout = 14;
+            a.retry_cnt = 7;
+            a.rnr_retry = 7;
+            a.max_rd_atomic = max_rd_atomic;
+            mask |= m::IBV_QP_TIMEOUT | m::IBV_QP_RETRY_CNT | m::IBV_QP_RNR_RETRY
+                | m::IBV_QP_MAX_QP_RD_ATOMIC;
+        }
+        self.modify(&mut a, mask, "RTS")
+    }
+
+    /// Move the QP to ERR (flushing what is outstanding), drain the CQ, then RESET
+    /// and INIT, ready for `to_rtr` again.  Returns the flushed completions.
+    pub fn reset(&self) -> Result<Vec<Wc>, String> {
+        self.to_state(ibv_qp_state::IBV_QPS_ERR, "ERR")?;
+        let flushed = self.drain(Duration::from_millis(100));
+        self.to_state(ibv_qp_state::IBV_QPS_RESET, "RESET")?;
+        self.to_init()?;
+        Ok(flushed)
+    }
+
+    fn sge_list(&self, sges: &[(usize, usize)]) -> Result<Vec<ibv_sge>, String> {
+        sges.iter()
+            .map(|&(off, len)| {
+                if off + len > self.buf_len {
+                    return Err(format!("SGE {off}+{len} outside the MR ({} bytes)", self.buf_len));
+                }
+                Ok(ibv_sge { addr: self.addr(off), length: len as u32, lkey: self.lkey() })
+            })
+            .collect()
+    }
+
+    /// Post a chain of send WRs with one ibv_post_send call.
+    pub fn post_send(&self, wrs: &[SendWr]) -> Result<(), String> {
+        let mut sgls: Vec<Vec<ibv_sge>> = Vec::with_capacity(wrs.len());
+        for w in wrs {
+            sgls.push(self.sge_list(&w.sges)?);
+        }
+        let mut raw: Vec<ibv_send_wr> = Vec::with_capacity(wrs.len());
+        for (w, sgl) in wrs.iter().zip(sgls.iter_mut()) {
+            // SAFETY: ibv_send_wr is plain data (pointers, integers, unions of them);
+            // all-zero is its neutral value.
+            let mut r: ibv_send_wr = unsafe { std::mem::zeroed() };
+            r.wr_id = w.wr_id;
+            r.sg_list = if sgl.is_empty() { ptr::null_mut() } else { sgl.as_mut_ptr() };
+            r.num_sge = sgl.len() as c_int;
+            let mut flags = ibv_send_flags(0);
+            if w.signaled {
+                flags |= ibv_send_flags::IBV_SEND_SIGNALED;
+            }
+            if w.inline {
+                flags |= ibv_send_flags::IBV_SEND_INLINE;
+            }
+            if w.fence {
+                flags |= ibv_send_flags::IBV_SEND_FENCE;
+            }
+            r.send_flags = flags.0;
+            use ibv_wr_opcode::*;
+            match w.op {
+                SendOp::Send => r.opcode = IBV_WR_SEND,
+                SendOp::SendImm(imm) => {
+                    r.opcode = IBV_WR_SEND_WITH_IMM;
+                    r.imm_data_invalidated_rkey_union.imm_data = imm.to_be();
+                }
+                SendOp::Write { raddr, rkey } => {
+                    r.opcode = IBV_WR_RDMA_WRITE;
+                    r.wr.rdma = rdma_t { remote_addr: raddr, rkey };
+                }
+                SendOp::WriteImm { raddr, rkey, imm } => {
+                    r.opcode = IBV_WR_RDMA_WRITE_WITH_IMM;
+                    r.wr.rdma = rdma_t { remote_addr: raddr, rkey };
+                    r.imm_data_invalidated_rkey_union.imm_data = imm.to_be();
+                }
+                SendOp::Read { raddr, rkey } => {
+                    r.opcode = IBV_WR_RDMA_READ;
+                    r.wr.rdma = rdma_t { remote_addr: raddr, rkey };
+                }
+                SendOp::FetchAdd { raddr, rkey, add } => {
+                    r.opcode = IBV_WR_ATOMIC_FETCH_AND_ADD;
+                    r.wr.atomic = atomic_t { remote_addr: raddr, compare_add: add, swap: 0, rkey };
+                }
+                SendOp::CmpSwp { raddr, rkey, compare, swap } => {
+                    r.opcode = IBV_WR_ATOMIC_CMP_AND_SWP;
+                    r.wr.atomic = atomic_t { remote_addr: raddr, compare_add: compare, swap, rkey };
+                }
+            }
+            raw.push(r);
+        }
+        // Link the chain only now: `raw` no longer moves.
+        let n = raw.len();
+        for i in 0..n.saturating_sub(1) {
+            let next: *mut ibv_send_wr = &mut raw[i + 1];
+            raw[i].next = next;
+        }
+        let mut bad: *mut ibv_send_wr = ptr::null_mut();
+        // SAFETY: qp is live; the chain and its SGE lists (sgls) outlive the call,
+        // which copies them (and inline data) before returning.
+        let rc = unsafe { ibv_post_send(self.qp, raw.as_mut_ptr(), &mut bad) };
+        if rc != 0 {
+            let at = raw.iter().position(|r| ptr::eq(r, bad)).map_or("?".into(), |i| i.to_string());
+            return Err(format!("ibv_post_send: {} (bad WR #{at} of {n})", errno_str(rc)));
+        }
+        Ok(())
+    }
+
+    /// Post a chain of receive WRs with one ibv_post_recv call.
+    pub fn post_recv(&self, wrs: &[RecvWr]) -> Result<(), String> {
+        let mut sgls: Vec<Vec<ibv_sge>> = Vec::with_capacity(wrs.len());
+        for w in wrs {
+            sgls.push(self.sge_list(&w.sges)?);
+        }
+        let mut raw: Vec<ibv_recv_wr> = wrs
+            .iter()
+            .zip(sgls.iter_mut())
+            .map(|(w, sgl)| ibv_recv_wr {
+                wr_id: w.wr_id,
+                next: ptr::null_mut(),
+                sg_list: if sgl.is_empty() { ptr::null_mut() } else { sgl.as_mut_ptr() },
+                num_sge: sgl.len() as c_int,
+            })
+            .collect();
+        let n = raw.len();
+        for i in 0..n.saturating_sub(1) {
+            let next: *mut ibv_recv_wr = &mut raw[i + 1];
+            raw[i].next = next;
+        }
+        let mut bad: *mut ibv_recv_wr = ptr::null_mut();
+        // SAFETY: qp is live; the chain and its SGE lists outlive the call.
+        let rc = unsafe { ibv_post_recv(self.qp, raw.as_mut_ptr(), &mut bad) };
+        if rc != 0 {
+            return Err(format!("ibv_post_recv: {}", errno_str(rc)));
+        }
+        Ok(())
+    }
+
+    /// Poll up to `max` completions without waiting.
+    pub fn poll(&self, max: usize, out: &mut Vec<Wc>) -> Result<usize, String> {
+        const BATCH: usize = 16;
+        // SAFETY: ibv_wc is plain data.
+        let mut wcs: [ibv_wc; BATCH] = unsafe { std::mem::zeroed() };
+        let mut got = 0;
+        while got < max {
+            let want = (max - got).min(BATCH);
+            // SAFETY: cq is live; wcs has room for `want` entries.
+            let n = unsafe { ibv_poll_cq(self.cq, want as c_int, wcs.as_mut_ptr()) };
+            if n < 0 {
+                return Err(format!("ibv_poll_cq: {n}"));
+            }
+            for w in &wcs[..n as usize] {
+                let with_imm = w.wc_flags & ibv_wc_flags::IBV_WC_WITH_IMM.0 != 0;
+                out.push(Wc {
+                    wr_id: w.wr_id,
+                    status: w.status,
+                    opcode: w.opcode,
+                    byte_len: w.byte_len,
+                    // SAFETY: the union holds imm_data when IBV_WC_WITH_IMM is set;
+                    // either member is a plain u32.
+                    imm: with_imm.then(|| u32::from_be(unsafe { w.imm_data_invalidated_rkey_union.imm_data })),
+                    qp_num: w.qp_num,
+                    vendor_err: w.vendor_err,
+                });
+            }
+            got += n as usize;
+            if (n as usize) < want {
+                break;
+            }
+        }
+        Ok(got)
+    }
+
+    /// Wait for `n` completions (or the first error completion) for at most `timeout`:
+    /// busy-polling, yielding the CPU after a while (the soft-RoCE peer runs on the
+    /// same CPUs), or on the completion channel when there is one.
+    pub fn wait(&self, n: usize, timeout: Duration) -> Result<Vec<Wc>, String> {
+        let start = Instant::now();
+        let deadline = start + timeout;
+        let mut out = Vec::with_capacity(n);
+        let mut spins = 0u32;
+        loop {
+            self.poll(n - out.len(), &mut out)?;
+            if out.len() >= n || out.iter().any(|w| !w.ok()) {
+                return Ok(out);
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(format!("timed out after {:?} with {} of {n} completions",
+                                   timeout, out.len()));
+            }
+            if !self.channel.is_null() {
+                self.wait_event(deadline - now, &mut out, n)?;
+            } else if spins < 100 {
+                spins += 1;
+                std::hint::spin_loop();
+            } else if now - start < Duration::from_millis(2) {
+                std::thread::yield_now();
+            } else {
+                std::thread::sleep(Duration::from_micros(100));
+            }
+        }
+    }
+
+    /// Arm the CQ, re-poll (closing the race with a completion that came before the
+    /// arming), then sleep on the channel's fd until an event or `left` runs out.
+    fn wait_event(&self, left: Duration, out: &mut Vec<Wc>, n: usize) -> Result<(), String> {
+        // SAFETY: cq is live.
+        let rc = unsafe { ibv_req_notify_cq(self.cq, 0) };
+        if rc != 0 {
+            return Err(format!("ibv_req_notify_cq: {}", errno_str(rc)));
+        }
+        if self.poll(n - out.len(), out)? > 0 {
+            return Ok(());
+        }
+        // SAFETY: channel is live while the endpoint is.
+        let fd = unsafe { (*self.channel).fd };
+        let mut pfd = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+        let ms = left.as_millis().clamp(1, i32::MAX as u128) as c_int;
+        // SAFETY: pfd is one valid pollfd for the duration of the call.
+        let r = unsafe { libc::poll(&mut pfd, 1, ms) };
+        if r < 0 {
+            return Err(format!("poll(completion channel): {}", last_os_error()));
+        }
+        if r == 0 {
+            return Ok(());
+        }
+        let mut ev_cq: *mut ibv_cq = ptr::null_mut();
+        let mut ev_ctx: *mut std::os::raw::c_void = ptr::null_mut();
+        // SAFETY: the channel is live and readable; the out-pointers outlive the call.
+        let rc = unsafe { ibv_get_cq_event(self.channel, &mut ev_cq, &mut ev_ctx) };
+        if rc != 0 {
+            return Err(format!("ibv_get_cq_event: {}", last_os_error()));
+        }
+        if ev_cq != self.cq {
+            return Err("ibv_get_cq_event returned another CQ".into());
+        }
+        // SAFETY: one event of this CQ was returned above and is acknowledged once.
+        unsafe { ibv_ack_cq_events(ev_cq, 1) };
+        Ok(())
+    }
+
+    /// Poll until the CQ has been empty for `quiet` (at most 2 s in all).
+    pub fn drain(&self, quiet: Duration) -> Vec<Wc> {
+        let start = Instant::now();
+        let mut last = Instant::now();
+        let mut out = Vec::new();
+        while last.elapsed() < quiet && start.elapsed() < Duration::from_secs(2) {
+            match self.poll(64, &mut out) {
+                Ok(0) => std::thread::sleep(Duration::from_millis(1)),
+                Ok(_) => last = Instant::now(),
+                Err(_) => break,
+            }
+        }
+        out
+    }
+}
+
+/// The peer's side of the connection.
+pub struct Remote {
+    pub qpn: u32,
+    pub psn: u32,
+    pub gid: Gid,
+    pub rkey: u32,
+}
+
+impl Drop for Endpoint {
+    fn drop(&mut self) {
+        // SAFETY: each object is destroyed once, children before parents (QP and MR
+        // before the CQ and PD, the CQ before its channel, all before the context);
+        // all CQ events taken were acknowledged in wait_event; the mapping goes after
+        // the MR that pinned it.
+        unsafe {
+            if !self.qp.is_null() {
+                ibv_destroy_qp(self.qp);
+            }
+            if !self.mr.is_null() {
+                ibv_dereg_mr(self.mr);
+            }
+            if !self.buf.is_null() {
+                libc::munmap(self.buf as *mut libc::c_void, self.buf_len);
+            }
+            if !self.cq.is_null() {
+                ibv_destroy_cq(self.cq);
+            }
+            if !self.channel.is_null() {
+                ibv_destroy_comp_channel(self.channel);
+            }
+            if !self.pd.is_null() {
+                ibv_dealloc_pd(self.pd);
+            }
+            if !self.ctx.is_null() {
+                ibv_close_device(self.ctx);
+            }
+        }
+    }
+}
