@@ -10,6 +10,7 @@
 
 #include <linux/list.h>
 #include <linux/netdevice.h>
+#include <linux/xarray.h>
 #include <rdma/ib_verbs.h>
 
 #include "ferrite_compat.h"
@@ -28,6 +29,10 @@ struct ferrite_dev {
 	struct list_head list;		/* on ferrite_devices, under ferrite_lock */
 	bool registered;		/* ib_register_device() succeeded */
 	bool doomed;			/* netdev went away: unregister */
+	struct xarray qps;		/* QPN -> ferrite_qp; xa_load under RCU */
+	u32 next_qpn;			/* for xa_alloc_cyclic */
+	struct ferrite_net *fnet;	/* the netns's UDP sockets (net.c) */
+	struct list_head net_node;	/* on fnet->devs, RCU */
 };
 
 struct ferrite_pd {
@@ -45,5 +50,15 @@ void ferrite_set_sysfs_group(struct ib_device *ibdev);
 
 /* main.c */
 void ferrite_dev_release(struct ferrite_dev *fdev);
+extern struct workqueue_struct *ferrite_wq;
+
+/* net.c: RoCE v2 over UDP, one pair of sockets per network namespace */
+int ferrite_net_init(void);
+void ferrite_net_exit(void);
+int ferrite_net_attach(struct ferrite_dev *fdev);
+void ferrite_net_detach(struct ferrite_dev *fdev);
+
+/* verbs.c: counters */
+int ferrite_stats_init(void);
 
 #endif /* FERRITE_H */

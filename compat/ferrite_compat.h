@@ -26,7 +26,7 @@ typedef __SIZE_TYPE__ size_t;
 #endif
 
 /* Bumped whenever anything below changes shape. */
-#define FERRITE_COMPAT_ABI 2
+#define FERRITE_COMPAT_ABI 3
 
 /* ---- kernel services for Rust (implemented in C: ferrite_kernel.c) ---- */
 
@@ -56,6 +56,61 @@ struct ferrite_k_mutex *ferrite_k_mutex_new(void);
 void ferrite_k_mutex_free(struct ferrite_k_mutex *m);
 void ferrite_k_mutex_lock(struct ferrite_k_mutex *m);
 void ferrite_k_mutex_unlock(struct ferrite_k_mutex *m);
+
+/* Monotonic time (ktime_get_ns) and the kernel's crc32_le (for the ICRC). */
+u64 ferrite_k_now_ns(void);
+u32 ferrite_k_crc32_le(u32 seed, const u8 *data, size_t len);
+
+/* ---- the data path: services for the engine (implemented in C: qp.c, net.c) ---- */
+
+/*
+ * `qp` below is the C side's QP cookie, handed to Rust at creation; `mr` is the
+ * cookie of a memory region, handed to Rust at registration.
+ */
+
+/* A packet buffer of `len` bytes (transport headers to ICRC) with room for IP and
+ * UDP in front; *data points at its first byte.  NULL when memory is short. */
+void *ferrite_k_tx_alloc(void *qp, u32 len, u8 **data);
+void ferrite_k_tx_free(void *skb);
+
+/* Where a QP's packets go (resolved by Rust from the QP's address vector). */
+struct ferrite_path {
+	u8 sip[16];		/* IPv4: the last four bytes (IPv4-mapped GID) */
+	u8 dip[16];
+	u32 flow_label;
+	u16 sport;		/* UDP source port */
+	u8 v6;
+	u8 traffic_class;
+	u8 hop_limit;
+	u8 pad[3];
+};
+
+/* Route and send a filled buffer (consumed, also on error).  The C side adds UDP
+ * and IP and calls ferrite_rs_icrc_fill() on the finished datagram. */
+int ferrite_k_tx_send(void *qp, void *skb, const struct ferrite_path *path);
+
+/* Memory regions: references, copies at a byte offset from the region's first
+ * byte (the range was checked by Rust), and 8-byte atomics. */
+void ferrite_k_mr_get(void *mr);
+void ferrite_k_mr_put(void *mr);
+void ferrite_k_mr_copy(void *mr, u64 offset, u8 *buf, u32 len, u8 to_mr);
+#define FERRITE_ATOMIC_CMP_SWAP 0
+#define FERRITE_ATOMIC_FETCH_ADD 1
+u64 ferrite_k_mr_atomic(void *mr, u64 offset, u32 op, u64 a, u64 b);
+
+/* Post a completion (FERRITE_CQE_LEN bytes, abi/src/cq.rs Cqe) to the QP's send
+ * or receive CQ. */
+#define FERRITE_CQE_LEN 64
+void ferrite_k_cq_post(void *qp, u8 recv, const u8 *cqe, u8 solicited);
+
+/* An asynchronous QP event. */
+#define FERRITE_QP_EVENT_FATAL 1
+#define FERRITE_QP_EVENT_COMM_EST 2
+#define FERRITE_QP_EVENT_SQ_DRAINED 3
+void ferrite_k_qp_event(void *qp, u32 event);
+
+/* Run the QP again at `deadline_ns` (ferrite_k_now_ns time); 0 cancels. */
+void ferrite_k_qp_timer(void *qp, u64 deadline_ns);
 
 /* ---- data handed between C and Rust ---- */
 
@@ -165,7 +220,7 @@ void ferrite_rs_ucontext_resp(u8 *out);
 /* Memory regions: check before pinning; register the pinned region. */
 int ferrite_rs_mr_check(const void *dev, u64 length, u32 access);
 int ferrite_rs_mr_register(const void *dev, u64 start, u64 length, u64 iova,
-			   u32 access, u32 *key);
+			   u32 access, u64 pd, void *mr, u32 *key);
 int ferrite_rs_mr_deregister(const void *dev, u32 key);
 u32 ferrite_rs_mr_count(const void *dev);
 
@@ -175,5 +230,103 @@ int ferrite_rs_cq_geometry(const void *dev, u32 depth, u32 *slots,
 /* Driver part of the create_cq response: FERRITE_CREATE_CQ_RESP_LEN bytes. */
 #define FERRITE_CREATE_CQ_RESP_LEN 24
 void ferrite_rs_cq_resp(u64 mmap_offset, u64 mmap_len, u32 slots, u8 *out);
+
+/* Append a completion to a CQ ring; the caller holds the CQ's lock.  *armed holds
+ * the CQ's IB_CQ_SOLICITED / IB_CQ_NEXT_COMP request; returns 1 when the
+ * completion handler is to be called (and disarms), 0 when not, -ENOSPC when the
+ * ring is full. */
+int ferrite_rs_cq_push(void *ring, u32 slots, const u8 *cqe, u8 solicited,
+		       u8 *armed);
+
+/* ---- queue pairs ---- */
+
+#define FERRITE_QPT_RC 2	/* enum ib_qp_type */
+#define FERRITE_QPT_UC 3
+
+/* What create_qp asks for; Rust rounds the caps up to what the QP really has. */
+struct ferrite_qp_init {
+	u32 qp_type;		/* FERRITE_QPT_* */
+	u32 max_send_wr;
+	u32 max_recv_wr;
+	u32 max_send_sge;
+	u32 max_recv_sge;
+	u32 max_inline_data;
+	u64 sq_bytes;		/* out: ring sizes to allocate and map */
+	u64 rq_bytes;
+	u8 sq_sig_all;
+	u8 pad[7];
+};
+
+/* Check and round the caps of `init`, and size the rings. */
+int ferrite_rs_qp_geometry(const void *dev, struct ferrite_qp_init *init);
+
+/* Make the Rust QP on zeroed rings of the sizes geometry gave.  `qp` is the
+ * C cookie passed back to every ferrite_k_* call for this QP. */
+int ferrite_rs_qp_create(const void *dev, const struct ferrite_qp_init *init,
+			 u32 qpn, u64 pd, void *sq, void *rq, u8 port_mtu,
+			 void *qp, void **out);
+void ferrite_rs_qp_destroy(void *rsqp);
+
+/* Driver part of the create_qp response: FERRITE_CREATE_QP_RESP_LEN bytes. */
+#define FERRITE_CREATE_QP_RESP_LEN 64
+void ferrite_rs_qp_resp(const void *rsqp, u64 sq_offset, u64 sq_len,
+			u64 rq_offset, u64 rq_len, u8 *out);
+
+/* The attributes of ib_qp_attr that ferrite uses, GIDs already resolved. */
+struct ferrite_qp_attr {
+	u32 qkey;
+	u32 rq_psn;
+	u32 sq_psn;
+	u32 dest_qp_num;
+	u32 access_flags;
+	u32 flow_label;
+	u16 pkey_index;
+	u8 state;
+	u8 cur_state;
+	u8 path_mtu;
+	u8 path_mig_state;
+	u8 port_num;
+	u8 timeout;
+	u8 retry_cnt;
+	u8 rnr_retry;
+	u8 min_rnr_timer;
+	u8 max_rd_atomic;
+	u8 max_dest_rd_atomic;
+	u8 sq_draining;
+	u8 en_sqd_async_notify;
+	u8 sgid_index;
+	u8 hop_limit;
+	u8 traffic_class;
+	u8 pad[6];
+	u8 sgid[16];
+	u8 dgid[16];
+};
+
+u8 ferrite_rs_qp_state(const void *rsqp);
+/* 0, 1 when the QP must be run, or a negative errno (nothing changed). */
+int ferrite_rs_qp_modify(void *rsqp, const struct ferrite_qp_attr *attr,
+			 u32 mask);
+void ferrite_rs_qp_query(const void *rsqp, struct ferrite_qp_attr *out);
+
+/* A doorbell from the provider. */
+void ferrite_rs_qp_doorbell(void *rsqp);
+/* One received datagram (from the IP header) for this QP. */
+void ferrite_rs_qp_rx(void *rsqp, const u8 *ip, u32 len);
+/* Do up to `budget` packets of work; 1 when more work is waiting. */
+int ferrite_rs_qp_run(void *rsqp, u32 budget);
+
+/* ---- packets ---- */
+
+/* A datagram arrived for `dev` (from its IP header): checks it (lengths, opcode,
+ * ICRC) and gives its destination QPN.  0, or a negative errno: drop it (counted). */
+int ferrite_rs_rx_classify(const void *dev, const u8 *ip, u32 len, u32 *qpn);
+/* Fill the ICRC of a finished outgoing datagram (from its IP header). */
+void ferrite_rs_icrc_fill(u8 *ip, u32 len);
+
+/* Device counters: how many, each one's name (a static NUL-terminated string),
+ * and their values. */
+u32 ferrite_rs_counter_count(void);
+const u8 *ferrite_rs_counter_name(u32 i);
+void ferrite_rs_counters(const void *dev, u64 *out, u32 n);
 
 #endif /* FERRITE_COMPAT_H */

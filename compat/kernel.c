@@ -8,6 +8,8 @@
  * headers, so the Rust object never names them.
  */
 #include <linux/bug.h>
+#include <linux/crc32.h>
+#include <linux/ktime.h>
 #include <linux/log2.h>
 #include <linux/mutex.h>
 #include <linux/printk.h>
@@ -88,4 +90,14 @@ void ferrite_k_mutex_lock(struct ferrite_k_mutex *m)
 void ferrite_k_mutex_unlock(struct ferrite_k_mutex *m)
 {
 	mutex_unlock(&m->lock);
+}
+
+u64 ferrite_k_now_ns(void)
+{
+	return ktime_get_ns();
+}
+
+u32 ferrite_k_crc32_le(u32 seed, const u8 *data, size_t len)
+{
+	return crc32_le(seed, data, len);
 }

@@ -27,6 +27,9 @@ static DEFINE_MUTEX(ferrite_lock);
 static atomic_t ferrite_ndevs = ATOMIC_INIT(0);
 static DECLARE_WAIT_QUEUE_HEAD(ferrite_release_wq);
 
+/* Where QPs run (qp.c). */
+struct workqueue_struct *ferrite_wq;
+
 /*
  * Called by the core through ->dealloc_driver: after unregistration, or from
  * ib_dealloc_device() when registration never completed.
@@ -39,6 +42,10 @@ void ferrite_dev_release(struct ferrite_dev *fdev)
 	listed = !list_empty(&fdev->list);
 	list_del_init(&fdev->list);
 	mutex_unlock(&ferrite_lock);
+	/* No packet can reach the device after this. */
+	ferrite_net_detach(fdev);
+	WARN_ON(!xa_empty(&fdev->qps));
+	xa_destroy(&fdev->qps);
 	ferrite_rs_dev_destroy(fdev->rs);
 	fdev->rs = NULL;
 	dev_put(fdev->ndev);
@@ -83,6 +90,8 @@ static int ferrite_newlink(const char *name, struct net_device *ndev)
 	fdev->ndev = ndev;
 	dev_hold(ndev);
 	INIT_LIST_HEAD(&fdev->list);
+	INIT_LIST_HEAD(&fdev->net_node);
+	xa_init_flags(&fdev->qps, XA_FLAGS_ALLOC);
 	ib_set_device_ops(&fdev->ibdev, &ferrite_dev_ops);
 
 	ferrite_rs_dev_query(rs, &attr);
@@ -110,6 +119,9 @@ static int ferrite_newlink(const char *name, struct net_device *ndev)
 	atomic_inc(&ferrite_ndevs);
 	mutex_unlock(&ferrite_lock);
 
+	err = ferrite_net_attach(fdev);
+	if (err)
+		goto err_dealloc;
 	err = ib_device_set_netdev(&fdev->ibdev, ndev, 1);
 	if (err)
 		goto err_dealloc;
@@ -199,15 +211,32 @@ static int __init ferrite_init(void)
 	err = ferrite_rs_init();
 	if (err)
 		return err;
-	err = register_netdevice_notifier(&ferrite_netdev_nb);
-	if (err) {
-		ferrite_rs_exit();
-		return err;
+	err = ferrite_stats_init();
+	if (err)
+		goto err_rs;
+	ferrite_wq = alloc_workqueue("ferrite", WQ_UNBOUND | WQ_MEM_RECLAIM, 0);
+	if (!ferrite_wq) {
+		err = -ENOMEM;
+		goto err_rs;
 	}
+	err = ferrite_net_init();
+	if (err)
+		goto err_wq;
+	err = register_netdevice_notifier(&ferrite_netdev_nb);
+	if (err)
+		goto err_net;
 	rdma_link_register(&ferrite_link_ops);
 	pr_info("ferrite: loaded, link type \"ferrite\" (compat ABI %d)\n",
 		FERRITE_COMPAT_ABI);
 	return 0;
+
+err_net:
+	ferrite_net_exit();
+err_wq:
+	destroy_workqueue(ferrite_wq);
+err_rs:
+	ferrite_rs_exit();
+	return err;
 }
 
 /* Take a registration reference on some device still registered, if any. */
@@ -240,6 +269,8 @@ static void __exit ferrite_exit(void)
 	/* Unregistrations queued by netdev removal finish on their own. */
 	wait_event(ferrite_release_wq, atomic_read(&ferrite_ndevs) == 0);
 	ferrite_uverbs_report_leaks();
+	ferrite_net_exit();
+	destroy_workqueue(ferrite_wq);
 	ferrite_rs_exit();
 	pr_info("ferrite: unloaded\n");
 }

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * uverbs.c - the verbs userspace reaches through ib_uverbs: user contexts,
- * mmap of rings, completion queues and memory regions.
+ * mmap of rings, completion queues and memory regions (QPs are in qp.c).
  *
  * Rust decides (limits, keys, ring geometry, response layouts); this file
  * owns the kernel objects: vmalloc'd rings published through the core's
@@ -10,6 +10,7 @@
 #include <linux/atomic.h>
 #include <linux/slab.h>
 #include <linux/vmalloc.h>
+#include <linux/wait_bit.h>
 #include <rdma/ib_umem.h>
 #include <rdma/ib_verbs.h>
 #include <rdma/uverbs_ioctl.h>
@@ -27,7 +28,7 @@ void ferrite_uverbs_report_leaks(void)
 	int mrs = atomic_read(&ferrite_live_mrs);
 
 	if (rings || mrs)
-		pr_err("ferrite: %d CQ rings and %d MRs leaked at unload\n",
+		pr_err("ferrite: %d rings and %d MRs leaked at unload\n",
 		       rings, mrs);
 }
 
@@ -98,7 +99,7 @@ void ferrite_mmap_free(struct rdma_user_mmap_entry *e)
 }
 
 /* Allocate a zeroed ring of `bytes` and publish it; *offset is for mmap(). */
-static struct rdma_user_mmap_entry *
+struct rdma_user_mmap_entry *
 ferrite_ring_publish(struct ib_ucontext *uctx, size_t bytes, void **buf,
 		     u64 *offset)
 {
@@ -240,15 +241,22 @@ static struct ib_mr *ferrite_reg_mr(struct ib_pd *pd, u64 start, u64 length,
 		kfree(mr);
 		return ERR_CAST(umem);
 	}
-	err = ferrite_rs_mr_register(fdev->rs, start, length, iova, access,
-				     &key);
+	mr->umem = umem;
+	err = ferrite_mr_pages(mr, start);
 	if (err) {
 		ib_umem_release(umem);
 		kfree(mr);
 		return ERR_PTR(err);
 	}
+	err = ferrite_rs_mr_register(fdev->rs, start, length, iova, access,
+				     (u64)(uintptr_t)pd, mr, &key);
+	if (err) {
+		kvfree(mr->pages);
+		ib_umem_release(umem);
+		kfree(mr);
+		return ERR_PTR(err);
+	}
 	atomic_inc(&ferrite_live_mrs);
-	mr->umem = umem;
 	mr->ibmr.lkey = key;
 	mr->ibmr.rkey = key;
 	mr->ibmr.length = length;
@@ -283,6 +291,9 @@ int ferrite_dereg_mr(struct ib_mr *ibmr, struct ib_udata *udata)
 	if (err)
 		pr_err("ferrite: deregistering MR with unknown key %#x\n",
 		       ibmr->lkey);
+	/* The key is gone; wait for the data path to let go of the pages. */
+	wait_var_event(&mr->users, !atomic_read(&mr->users));
+	kvfree(mr->pages);
 	ib_umem_release(mr->umem);
 	kfree(mr);
 	atomic_dec(&ferrite_live_mrs);
@@ -303,11 +314,20 @@ void ferrite_set_uverbs_cmds(struct ib_device *ibdev)
 		BIT_ULL(IB_USER_VERBS_CMD_DEREG_MR) |
 		BIT_ULL(IB_USER_VERBS_CMD_CREATE_COMP_CHANNEL) |
 		BIT_ULL(IB_USER_VERBS_CMD_CREATE_CQ) |
-		BIT_ULL(IB_USER_VERBS_CMD_DESTROY_CQ);
+		BIT_ULL(IB_USER_VERBS_CMD_DESTROY_CQ) |
+		BIT_ULL(IB_USER_VERBS_CMD_CREATE_QP) |
+		BIT_ULL(IB_USER_VERBS_CMD_MODIFY_QP) |
+		BIT_ULL(IB_USER_VERBS_CMD_QUERY_QP) |
+		BIT_ULL(IB_USER_VERBS_CMD_DESTROY_QP) |
+		BIT_ULL(IB_USER_VERBS_CMD_POST_SEND);
 	ibdev->uverbs_ex_cmd_mask =
 		BIT_ULL(IB_USER_VERBS_EX_CMD_QUERY_DEVICE) |
-		BIT_ULL(IB_USER_VERBS_EX_CMD_CREATE_CQ);
+		BIT_ULL(IB_USER_VERBS_EX_CMD_CREATE_CQ) |
+		BIT_ULL(IB_USER_VERBS_EX_CMD_CREATE_QP) |
+		BIT_ULL(IB_USER_VERBS_EX_CMD_MODIFY_QP);
 #endif
-	/* Not in the core's default set on any tree. */
-	ibdev->uverbs_cmd_mask |= BIT_ULL(IB_USER_VERBS_CMD_REQ_NOTIFY_CQ);
+	/* Not in the core's default set on any tree: the doorbell (a post_send
+	 * with no work requests) and req_notify_cq. */
+	ibdev->uverbs_cmd_mask |= BIT_ULL(IB_USER_VERBS_CMD_REQ_NOTIFY_CQ) |
+				  BIT_ULL(IB_USER_VERBS_CMD_POST_SEND);
 }

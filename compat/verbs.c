@@ -4,8 +4,8 @@
  *
  * Each callback converts between the tree's structures and the fixed ones
  * of ferrite_compat.h and lets Rust decide.  The userspace verbs (contexts,
- * CQs, MRs) are in uverbs.c.  There are no QP verbs yet, so the core does not
- * offer the device to in-kernel consumers (kverbs_provider stays false).
+ * CQs, MRs) are in uverbs.c, QPs in qp.c.  There is no get_dma_mr, so the core
+ * does not offer the device to in-kernel consumers (kverbs_provider stays false).
  */
 #include <linux/netdevice.h>
 #include <linux/rtnetlink.h>
@@ -186,6 +186,69 @@ void ferrite_set_sysfs_group(struct ib_device *ibdev)
 #endif
 }
 
+/* ---- counters: "rdma statistic show link" ---- */
+
+#define FERRITE_MAX_COUNTERS 32
+#ifdef HAVE_RDMA_STAT_DESC
+static struct rdma_stat_desc ferrite_stat_descs[FERRITE_MAX_COUNTERS];
+#else
+static const char *ferrite_stat_names[FERRITE_MAX_COUNTERS];
+#endif
+static u32 ferrite_nr_counters;
+
+/* Names come from Rust, which owns the counters. */
+int ferrite_stats_init(void)
+{
+	u32 i, n = ferrite_rs_counter_count();
+
+	if (n > FERRITE_MAX_COUNTERS)
+		return -EINVAL;
+	for (i = 0; i < n; i++) {
+		const char *name = (const char *)ferrite_rs_counter_name(i);
+
+		if (!name)
+			return -EINVAL;
+#ifdef HAVE_RDMA_STAT_DESC
+		ferrite_stat_descs[i].name = name;
+#else
+		ferrite_stat_names[i] = name;
+#endif
+	}
+	ferrite_nr_counters = n;
+	return 0;
+}
+
+#ifdef HAVE_RDMA_STAT_DESC
+static struct rdma_hw_stats *ferrite_alloc_hw_port_stats(struct ib_device *ibdev,
+							 u32 port)
+{
+	return rdma_alloc_hw_stats_struct(ferrite_stat_descs,
+					  ferrite_nr_counters,
+					  RDMA_HW_STATS_DEFAULT_LIFESPAN);
+}
+#else
+static struct rdma_hw_stats *ferrite_alloc_hw_stats(struct ib_device *ibdev,
+						    ferrite_port_t port)
+{
+	/* Device-wide counters only, reported on the port. */
+	if (!port)
+		return NULL;
+	return rdma_alloc_hw_stats_struct(ferrite_stat_names,
+					  ferrite_nr_counters,
+					  RDMA_HW_STATS_DEFAULT_LIFESPAN);
+}
+#endif
+
+static int ferrite_get_hw_stats(struct ib_device *ibdev,
+				struct rdma_hw_stats *stats,
+				ferrite_port_t port, int index)
+{
+	u32 n = min_t(u32, stats->num_counters, ferrite_nr_counters);
+
+	ferrite_rs_counters(to_fdev(ibdev)->rs, stats->value, n);
+	return n;
+}
+
 static void ferrite_dealloc_driver(struct ib_device *ibdev)
 {
 	ferrite_dev_release(to_fdev(ibdev));
@@ -199,28 +262,43 @@ const struct ib_device_ops ferrite_dev_ops = {
 	.device_group = &ferrite_attr_group,
 #endif
 
+#ifdef HAVE_RDMA_STAT_DESC
+	.alloc_hw_port_stats = ferrite_alloc_hw_port_stats,
+#else
+	.alloc_hw_stats = ferrite_alloc_hw_stats,
+#endif
 	.alloc_pd = ferrite_alloc_pd,
 	.alloc_ucontext = ferrite_alloc_ucontext,
 	.create_cq = ferrite_create_cq,
+	.create_qp = ferrite_create_qp,
 	.dealloc_driver = ferrite_dealloc_driver,
 	.dealloc_pd = ferrite_dealloc_pd,
 	.dealloc_ucontext = ferrite_dealloc_ucontext,
 	.dereg_mr = ferrite_dereg_mr,
 	.destroy_cq = ferrite_destroy_cq,
+	.destroy_qp = ferrite_destroy_qp,
 	.disassociate_ucontext = ferrite_disassociate_ucontext,
 	.get_dev_fw_str = ferrite_get_dev_fw_str,
 	.get_link_layer = ferrite_get_link_layer,
+	.get_hw_stats = ferrite_get_hw_stats,
 	.get_port_immutable = ferrite_get_port_immutable,
 	.mmap = ferrite_mmap,
 	.mmap_free = ferrite_mmap_free,
+	.modify_qp = ferrite_modify_qp,
 	.poll_cq = ferrite_poll_cq,
+	.post_recv = ferrite_post_recv,
+	.post_send = ferrite_post_send,
 	.query_device = ferrite_query_device,
 	.query_pkey = ferrite_query_pkey,
 	.query_port = ferrite_query_port,
+	.query_qp = ferrite_query_qp,
 	.reg_user_mr = ferrite_reg_user_mr,
 	.req_notify_cq = ferrite_req_notify_cq,
 
 	INIT_RDMA_OBJ_SIZE(ib_cq, ferrite_cq, ibcq),
 	INIT_RDMA_OBJ_SIZE(ib_pd, ferrite_pd, ibpd),
+#ifdef HAVE_CORE_ALLOCATED_QP
+	INIT_RDMA_OBJ_SIZE(ib_qp, ferrite_qp, ibqp),
+#endif
 	INIT_RDMA_OBJ_SIZE(ib_ucontext, ferrite_ucontext, ibuc),
 };

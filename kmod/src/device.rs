@@ -113,12 +113,21 @@ pub struct PortAttr {
 pub struct Device {
     netdev: Netdev,
     pds: AtomicU32,
+    qps: AtomicU32,
     mrs: Mutex<MrTable>,
+    /// What the data path counts (`rdma statistic show link`).
+    pub counters: crate::engine::Counters,
 }
 
 impl Device {
     pub fn new(netdev: Netdev) -> Result<Device> {
-        Ok(Device { netdev, pds: AtomicU32::new(0), mrs: Mutex::new(MrTable::new(LIMITS.max_mr))? })
+        Ok(Device {
+            netdev,
+            pds: AtomicU32::new(0),
+            qps: AtomicU32::new(0),
+            mrs: Mutex::new(MrTable::new(LIMITS.max_mr))?,
+            counters: Default::default(),
+        })
     }
 
     pub fn netdev(&self) -> &Netdev {
@@ -176,9 +185,54 @@ impl Device {
     }
 
     /// Register a region (already pinned by the caller); returns its key.
-    pub fn mr_register(&self, start: u64, length: u64, iova: u64, access: u32) -> Result<u32> {
+    pub fn mr_register(&self, start: u64, length: u64, iova: u64, access: u32, pd: u64, cookie: u64) -> Result<u32> {
         let access = MrTable::check(length, access, LIMITS.max_mr_size)?;
-        self.mrs.lock().insert(MrInfo { start, length, iova, access })
+        self.mrs.lock().insert(MrInfo { start, length, iova, access, pd, cookie })
+    }
+
+    /// Resolve `key` for `len` bytes at `va` (the region's iova space) with rights
+    /// `need` in protection domain `pd`; `get` takes a reference on the region's
+    /// memory while the table is locked, so a concurrent dereg cannot free it.
+    pub fn mr_resolve(
+        &self,
+        key: u32,
+        pd: u64,
+        va: u64,
+        len: u64,
+        need: ferrite_abi::access::Access,
+        get: impl FnOnce(&MrInfo),
+    ) -> core::result::Result<MrInfo, crate::engine::KeyError> {
+        use crate::engine::KeyError;
+        let t = self.mrs.lock();
+        let mr = t.get(key).ok_or(KeyError::Invalid)?;
+        if mr.pd != pd {
+            return Err(KeyError::WrongPd);
+        }
+        let end = va.checked_add(len).ok_or(KeyError::Bounds)?;
+        if va < mr.iova || end > mr.iova.saturating_add(mr.length) {
+            return Err(KeyError::Bounds);
+        }
+        if !mr.access.contains(need) {
+            return Err(KeyError::Rights);
+        }
+        get(&mr);
+        Ok(mr)
+    }
+
+    /// Account a new QP; `ENOMEM` past the device limit.
+    pub fn qp_alloc(&self) -> Result {
+        self.qps
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < LIMITS.max_qp).then_some(n + 1))
+            .map(|_| ())
+            .map_err(|_| Error::ENOMEM)
+    }
+
+    pub fn qp_free(&self) {
+        let _ = self.qps.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+    }
+
+    pub fn qp_count(&self) -> u32 {
+        self.qps.load(Ordering::Acquire)
     }
 
     /// Drop a registration; `EINVAL` for a key that names none.
@@ -284,7 +338,7 @@ mod tests {
         let d = dev();
         assert_eq!(d.mr_check(0, 1), Err(Error::EINVAL));
         assert_eq!(d.mr_check(1 << 20, 2), Err(Error::EINVAL));
-        let k = d.mr_register(0x7000, 64 << 20, 0x7000, 0xf).unwrap();
+        let k = d.mr_register(0x7000, 64 << 20, 0x7000, 0xf, 1, 0).unwrap();
         assert_eq!(d.mr_lookup(k).unwrap().length, 64 << 20);
         assert_eq!(d.mr_count(), 1);
         d.mr_deregister(k).unwrap();

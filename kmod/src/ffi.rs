@@ -118,7 +118,7 @@ pub unsafe extern "C" fn ferrite_rs_dev_destroy(dev: *mut c_void) {
 
 /// # Safety
 /// `dev` is a live device handle.
-unsafe fn device<'a>(dev: *const c_void) -> &'a Device {
+pub(crate) unsafe fn device<'a>(dev: *const c_void) -> &'a Device {
     // SAFETY: live handles point to a Device until ferrite_rs_dev_destroy.
     unsafe { &*(dev as *const Device) }
 }
@@ -254,10 +254,12 @@ pub unsafe extern "C" fn ferrite_rs_mr_register(
     length: u64,
     iova: u64,
     access: u32,
+    pd: u64,
+    mr: *mut c_void,
     key: *mut u32,
 ) -> i32 {
     // SAFETY: function contract.
-    match unsafe { device(dev) }.mr_register(start, length, iova, access) {
+    match unsafe { device(dev) }.mr_register(start, length, iova, access, pd, mr as u64) {
         Ok(k) => {
             // SAFETY: function contract.
             unsafe { *key = k };
@@ -368,7 +370,7 @@ mod tests {
 
             let mut key = 0u32;
             assert_eq!(ferrite_rs_mr_check(h, 0, 1), -22);
-            assert_eq!(ferrite_rs_mr_register(h, 0x1000, 4096, 0x1000, 1, &mut key), 0);
+            assert_eq!(ferrite_rs_mr_register(h, 0x1000, 4096, 0x1000, 1, 1, ptr::null_mut(), &mut key), 0);
             assert_eq!(ferrite_rs_mr_count(h), 1);
             assert_eq!(ferrite_rs_mr_deregister(h, key), 0);
             assert_eq!(ferrite_rs_mr_deregister(h, key), -22);

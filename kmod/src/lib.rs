@@ -18,6 +18,7 @@ extern crate alloc;
 #[macro_use]
 pub mod kernel;
 pub mod caps;
+pub mod datapath;
 pub mod device;
 pub mod ffi;
 pub mod engine;

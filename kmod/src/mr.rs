@@ -20,6 +20,10 @@ pub struct MrInfo {
     /// Address the region is known by on the wire (== start unless ZERO_BASED).
     pub iova: u64,
     pub access: Access,
+    /// Protection domain the region belongs to (the C side's handle).
+    pub pd: u64,
+    /// The C side's cookie for the pinned memory (0 in host tests).
+    pub cookie: u64,
 }
 
 #[derive(Debug, Default)]
@@ -120,7 +124,7 @@ mod tests {
     use super::*;
 
     fn mr(start: u64) -> MrInfo {
-        MrInfo { start, length: 4096, iova: start, access: Access::LOCAL_WRITE }
+        MrInfo { start, length: 4096, iova: start, access: Access::LOCAL_WRITE, pd: 1, cookie: 0 }
     }
 
     #[test]

@@ -88,6 +88,8 @@ pub fn udp_sport(flow_label: u32, lqpn: u32, rqpn: u32) -> u16 {
 pub struct Mem {
     /// The [`Env`]'s handle for the region.
     pub handle: u64,
+    /// The address (in the key's iova space) of the region's first byte.
+    pub base: u64,
 }
 
 /// Why a key does not grant an access.

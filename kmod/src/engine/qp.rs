@@ -766,3 +766,20 @@ impl Qp {
 }
 
 use super::Counters;
+
+impl Qp {
+    /// Whether an idle kernel should ask the provider for a doorbell: only when it
+    /// has sent everything it took and has room to take more (otherwise an ACK, a
+    /// timer or a state change wakes the QP), or in ERR, to flush later posts.
+    pub fn wants_doorbell(&self) -> bool {
+        match self.state {
+            QpState::Err => true,
+            QpState::Rts => {
+                self.s_cur == self.s_tail
+                    && self.s_tail.wrapping_sub(self.s_head) < self.entries.len() as u32
+                    && self.rnr_deadline.is_none()
+            }
+            _ => false,
+        }
+    }
+}

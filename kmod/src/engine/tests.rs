@@ -64,7 +64,7 @@ impl Env for Node {
             return Err(KeyError::Rights);
         }
         self.live_refs += 1;
-        Ok(Mem { handle: i as u64 })
+        Ok(Mem { handle: i as u64, base: r.va })
     }
     fn mr_release(&mut self, _m: Mem) {
         self.live_refs -= 1;
