@@ -34,9 +34,11 @@ def prepare_guest_dir(name, ko, script):
     shutil.copy(ko, os.path.join(g, "ferrite.ko"))
     for f in os.listdir(logdir):
         if f.startswith(("libferrite-rdmav", "ferrite-")) and f.endswith((".so", ".tar.gz")) \
-                or f in ("verbs-ctl", "dlopen-local"):
+                or f in ("verbs-ctl", "dlopen-local", "ferrite-testclient"):
             shutil.copy(os.path.join(logdir, f), g)
-    shutil.copy(os.path.join(TOP, "tests", "guest", "lib.sh"), g)
+    # The guest scripts of each area, sourced by the boot test.
+    for f in ("lib.sh", "data.sh", "interop.sh"):
+        shutil.copy(os.path.join(TOP, "tests", "guest", f), g)
     shutil.copy(script, os.path.join(g, "run"))
     os.chmod(os.path.join(g, "run"), 0o755)
     return g

@@ -337,6 +337,9 @@ def build_target(name):
     if r.returncode != 0:
         raise util.Fail(f"{name}: tests/guest/dlopen-local.c does not build (log: {dlog})")
     shutil.copy(os.path.join(mod, "dlopen-local"), logdir)
+    # The byte-checking RDMA test client: built once (in the oldest root) for all.
+    from . import testclient
+    shutil.copy(testclient.build_testclient(), os.path.join(logdir, "ferrite-testclient"))
     package = make_package(name, res, root, logdir, provider)
     info = {"resolved": res, "probes": probes, "root": root,
             "objtool_over_rust": objtool_rust, "provider": provider, "package": package}

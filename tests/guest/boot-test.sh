@@ -4,6 +4,7 @@
 # It loads ferrite, makes devices on a veth pair, checks what the kernel shows of
 # them (rdma link show, sysfs, GIDs, port state), exercises the error cases, removes
 # devices every way there is (rdma link delete, ip link del, rmmod) and reloads.
+# In between, data.sh moves data ferrite to ferrite and interop.sh ferrite to rxe.
 # Each check writes one result line to /ferrite/out/results; the host numbers them
 # into KTAP.  Diagnostics go on "# " lines before the result they explain.
 #
@@ -217,8 +218,7 @@ t_provider_install() {
 	local so
 	so=$(ls /usr/lib/x86_64-linux-gnu/libibverbs/libferrite-rdmav*.so 2>/dev/null)
 	diag "provider: ${so:-none}; driver file: $(cat /etc/libibverbs.d/ferrite.driver 2>&1)"
-	[ -n "$so" ] && grep -qx "driver ferrite" /etc/libibverbs.d/ferrite.driver || return 1
-	modprobe rdma_rxe && rdma link add r1 type rxe netdev v1 && ibdev_exists r1
+	[ -n "$so" ] && grep -qx "driver ferrite" /etc/libibverbs.d/ferrite.driver
 }
 
 t_provider_ibv_devices() {
@@ -226,7 +226,7 @@ t_provider_ibv_devices() {
 	out=$(ibv_devices 2>&1)
 	diag "$out"
 	guid=$(tr -d : < /sys/class/infiniband/f0/node_guid)
-	grep -Eq "^[[:space:]]+f0[[:space:]]+$guid$" <<<"$out" && grep -Eq "^[[:space:]]+r1[[:space:]]" <<<"$out"
+	grep -Eq "^[[:space:]]+f0[[:space:]]+$guid$" <<<"$out"
 }
 
 devinfo_has() { # devinfo_has DEV REGEX
@@ -253,14 +253,6 @@ t_provider_mtu_follows_netdev() {
 	devinfo_has f0 'active_mtu:[[:space:]]+2048 \(4\)' || { diag "MTU 2200: $(ibv_devinfo -d f0 | grep active_mtu)"; return 1; }
 	ip link set v0 mtu 1500 && ip link set v1 mtu 1500 || return 1
 	devinfo_has f0 'active_mtu:[[:space:]]+1024 \(3\)'
-}
-
-t_provider_rxe_alongside() {
-	# rxe's device is served by rxe's provider, not ferrite's.
-	local out
-	out=$(ibv_devinfo -d r1 -v 2>&1) || { diag "$out"; return 1; }
-	diag "$(grep -E 'vendor_part_id|fw_ver' <<<"$out")"
-	! grep -Eq 'vendor_part_id:[[:space:]]+65026' <<<"$out"
 }
 
 t_provider_survives_rename() {
@@ -370,10 +362,6 @@ t_link_delete_while_open() { removed_while_open link; }
 t_netdev_delete_while_open() { removed_while_open netdev; }
 t_unload_while_open() {
 	removed_while_open module && ferrite_unloaded && modprobe ferrite && ferrite_loaded
-}
-
-t_provider_cleanup() {
-	rdma link delete r1 && wait_for 10 ibdev_gone r1
 }
 
 # --- error cases -------------------------------------------------------------------
@@ -486,7 +474,6 @@ check provider_install t_provider_install
 check provider_ibv_devices t_provider_ibv_devices
 check provider_ibv_devinfo t_provider_ibv_devinfo
 check provider_mtu_follows_netdev t_provider_mtu_follows_netdev
-check provider_rxe_alongside t_provider_rxe_alongside
 check provider_survives_rename t_provider_survives_rename
 check provider_verbs_ctl t_provider_verbs_ctl
 check provider_dlopen_local t_provider_dlopen_local
@@ -495,7 +482,9 @@ check provider_resources_released t_provider_resources_released
 check provider_kill9_releases_everything t_provider_kill9
 check provider_link_delete_while_open t_link_delete_while_open
 check provider_netdev_delete_while_open t_netdev_delete_while_open
-check provider_rxe_cleanup t_provider_cleanup
+# Moving data: ferrite to ferrite, then ferrite and rxe (one script per area).
+. /ferrite/data.sh
+. /ferrite/interop.sh
 check duplicate_netdev_rejected t_duplicate_netdev
 check missing_netdev_rejected t_missing_netdev
 check non_ethernet_rejected t_non_ethernet

@@ -1,0 +1,143 @@
+# ferrite moving data, ferrite to ferrite (sourced by boot-test.sh: check, diag,
+# wait_for and the result file are its).
+#
+# Topology: one device looped back to itself (f0, in the initial namespace), and two
+# devices on the ends of a veth pair in two network namespaces, fa and fb, so that
+# the traffic crosses the veth between separate UDP sockets.  Each check runs the
+# distro's own tools (ibv_*_pingpong, perftest) or ferrite-testclient, which checks
+# every payload byte, and passes only on their own success lines.
+
+# nsx NS CMD...: run CMD in network namespace NS ("" is the initial one).
+nsx() {
+	local ns=$1
+	shift
+	if [ -n "$ns" ]; then ip netns exec "$ns" "$@"; else "$@"; fi
+}
+
+# gid_index DEV [v6]: the first RoCE v2 GID of port 1 with an IPv4-mapped (or, with
+# v6, a global IPv6) address.
+gid_index() {
+	local d=/sys/class/infiniband/$1/ports/1 i g
+	for i in $(seq 0 15); do
+		[ "$(cat $d/gid_attrs/types/$i 2>/dev/null)" = "RoCE v2" ] || continue
+		g=$(cat $d/gids/$i 2>/dev/null)
+		case "$2:$g" in
+		:0000:0000:0000:0000:0000:ffff:*) echo "$i"; return 0 ;;
+		v6:2001:*) echo "$i"; return 0 ;;
+		esac
+	done
+	return 1
+}
+
+# pair NAME SRV_NS SRV_DEV CLI_NS CLI_DEV SRV_IP CMD [ARGS...]: run CMD as server
+# and as client (ibv_*_pingpong or perftest style: the client names the server) and
+# pass when both exit 0 and both print PATTERN (global PAIR_OK).
+PAIR_OK='iters in'
+pair() {
+	local name=$1 sns=$2 sdev=$3 cns=$4 cdev=$5 ip=$6 cmd=$7 sg cg srv rc
+	shift 7
+	sg=$(gid_index "$sdev" ${PAIR_V6:-}) && cg=$(gid_index "$cdev" ${PAIR_V6:-}) ||
+		{ diag "$name: no RoCE v2 GID on $sdev or $cdev"; return 1; }
+	nsx "$sns" timeout 120 $cmd -d "$sdev" -g "$sg" "$@" > "/tmp/$name.srv" 2>&1 &
+	srv=$!
+	sleep 1
+	nsx "$cns" timeout 120 $cmd -d "$cdev" -g "$cg" "$@" "$ip" > "/tmp/$name.cli" 2>&1
+	rc=$?
+	wait $srv || rc=1
+	if [ $rc -ne 0 ] || ! grep -q "$PAIR_OK" "/tmp/$name.cli" || ! grep -q "$PAIR_OK" "/tmp/$name.srv"; then
+		diag "$name: client:"; while read -r l; do diag "  $l"; done < "/tmp/$name.cli"
+		diag "$name: server:"; while read -r l; do diag "  $l"; done < "/tmp/$name.srv"
+		return 1
+	fi
+	diag "$(grep -h "$PAIR_OK" "/tmp/$name.cli" | head -2)"
+}
+
+# testclient NAME SRV_NS SRV_DEV CLI_NS CLI_DEV SRV_IP [ARGS...]: ferrite-testclient's
+# byte-checking matrix; its own result lines are kept as diagnostics.
+testclient() {
+	local name=$1 sns=$2 sdev=$3 cns=$4 cdev=$5 ip=$6 srv rc
+	shift 6
+	[ -x /ferrite/ferrite-testclient ] || { diag "no ferrite-testclient in the guest"; return 1; }
+	nsx "$sns" timeout 300 /ferrite/ferrite-testclient server --dev "$sdev" "$@" > "/tmp/$name.srv" 2>&1 &
+	srv=$!
+	sleep 1
+	nsx "$cns" timeout 300 /ferrite/ferrite-testclient client --dev "$cdev" --server "$ip" "$@" > "/tmp/$name.cli" 2>&1
+	rc=$?
+	wait $srv || rc=1
+	diag "$name: client: $(tail -1 "/tmp/$name.cli"); server: $(tail -1 "/tmp/$name.srv")"
+	if [ $rc -ne 0 ]; then
+		grep -h '^not ok' "/tmp/$name.cli" "/tmp/$name.srv" | head -20 | while read -r l; do diag "  $l"; done
+		grep -vh '^ok' "/tmp/$name.cli" | tail -5 | while read -r l; do diag "  $l"; done
+		return 1
+	fi
+	grep -q '^[1-9][0-9]* passed, 0 failed$' "/tmp/$name.cli"
+}
+
+counter() { # counter DEV NAME: one value of rdma statistic
+	rdma statistic show link "$1/1" | tr ' ' '\n' | grep -A1 -x "$2" | tail -1
+}
+
+t_data_setup() {
+	ulimit -l unlimited
+	ip netns add fa && ip netns add fb || return 1
+	ip link add v10 type veth peer name v11 || return 1
+	ip link set v10 netns fa && ip link set v11 netns fb || return 1
+	ip -n fa addr add 203.0.113.1/24 dev v10 && ip -n fb addr add 203.0.113.2/24 dev v11 &&
+		ip -n fa addr add 2001:db8:1::1/64 dev v10 nodad &&
+		ip -n fb addr add 2001:db8:1::2/64 dev v11 nodad || return 1
+	ip -n fa link set lo up && ip -n fb link set lo up &&
+		ip -n fa link set v10 up && ip -n fb link set v11 up || return 1
+	ip netns exec fa rdma link add fa0 type ferrite netdev v10 &&
+		ip netns exec fb rdma link add fb0 type ferrite netdev v11 || return 1
+	wait_for 10 gid_index fb0 v6 >/dev/null && wait_for 10 gid_index fa0 v6 >/dev/null
+}
+
+t_data_rc_pingpong_loopback() {
+	# One device, both ends: the packets never leave the host.
+	pair pp_lo "" f0 "" f0 127.0.0.1 ibv_rc_pingpong -n 50
+}
+t_data_rc_pingpong() { pair pp_rc fa fa0 fb fb0 203.0.113.1 ibv_rc_pingpong -n 100; }
+t_data_rc_pingpong_events() { pair pp_rc_e fa fa0 fb fb0 203.0.113.1 ibv_rc_pingpong -n 100 -e; }
+t_data_rc_pingpong_large() { pair pp_rc_l fa fa0 fb fb0 203.0.113.1 ibv_rc_pingpong -n 20 -s 65536; }
+t_data_uc_pingpong() { pair pp_uc fa fa0 fb fb0 203.0.113.1 ibv_uc_pingpong -n 100; }
+t_data_uc_pingpong_events() { pair pp_uc_e fa fa0 fb fb0 203.0.113.1 ibv_uc_pingpong -n 100 -e; }
+t_data_rc_pingpong_ipv6() {
+	PAIR_V6=v6 pair pp_rc6 fa fa0 fb fb0 2001:db8:1::1 ibv_rc_pingpong -n 50
+}
+
+t_data_testclient_rc() { testclient tc_rc fa fa0 fb fb0 203.0.113.1 --qp rc --quick; }
+t_data_testclient_uc() { testclient tc_uc fa fa0 fb fb0 203.0.113.1 --qp uc --quick; }
+t_data_testclient_rc_ipv6() { testclient tc_rc6 fa fa0 fb fb0 2001:db8:1::1 --qp rc --quick --ipv6; }
+
+t_data_counters() {
+	# The traffic above is in the counters; the doorbell is rung far less than once
+	# per WQE; nothing was malformed or failed its ICRC.
+	local sent rcvd db wqes icrc bad
+	sent=$(counter fa0 sent_pkts); rcvd=$(counter fa0 rcvd_pkts)
+	db=$(counter fa0 doorbells); wqes=$(counter fa0 wqes_posted)
+	icrc=$(counter fa0 icrc_errors); bad=$(counter fa0 malformed_drops)
+	diag "fa0: sent $sent rcvd $rcvd doorbells $db wqes $wqes icrc_errors $icrc malformed $bad"
+	[ "${sent:-0}" -gt 0 ] && [ "${rcvd:-0}" -gt 0 ] && [ "${wqes:-0}" -gt 0 ] &&
+		[ "${db:-1}" -le "$wqes" ] && [ "$icrc" = 0 ] && [ "$bad" = 0 ]
+}
+
+t_data_teardown() {
+	ip netns exec fa rdma link delete fa0 && ip netns exec fb rdma link delete fb0 || return 1
+	ip netns del fa && ip netns del fb || return 1
+	wait_for 10 ibdev_gone fa0 && wait_for 10 ibdev_gone fb0 &&
+		wait_for 10 res_zero f0
+}
+
+check data_setup t_data_setup
+check data_rc_pingpong_loopback t_data_rc_pingpong_loopback
+check data_rc_pingpong t_data_rc_pingpong
+check data_rc_pingpong_events t_data_rc_pingpong_events
+check data_rc_pingpong_64KiB t_data_rc_pingpong_large
+check data_uc_pingpong t_data_uc_pingpong
+check data_uc_pingpong_events t_data_uc_pingpong_events
+check data_rc_pingpong_ipv6 t_data_rc_pingpong_ipv6
+check data_testclient_rc t_data_testclient_rc
+check data_testclient_uc t_data_testclient_uc
+check data_testclient_rc_ipv6 t_data_testclient_rc_ipv6
+check data_counters t_data_counters
+check data_teardown t_data_teardown

@@ -1,0 +1,77 @@
+# ferrite and the kernel's own rxe on the two ends of a veth pair (sourced by
+# boot-test.sh).  rxe up to Linux 7.0 binds UDP 4791 in the initial namespace as
+# soon as it loads, and only works there; ferrite has a socket per namespace, so
+# rxe gets the initial namespace and ferrite the namespace fc.  The initial
+# namespace's ferrite devices (f0, f1) are removed first and put back at the end.
+
+t_interop_setup() {
+	rdma link delete f0 && rdma link delete f1 || return 1
+	wait_for 10 ibdev_gone f0 && wait_for 10 ibdev_gone f1 || return 1
+	ip netns add fc || return 1
+	ip link add v20 type veth peer name v21 && ip link set v21 netns fc || return 1
+	ip addr add 198.51.100.1/24 dev v20 && ip addr add 2001:db8:2::1/64 dev v20 nodad &&
+		ip -n fc addr add 198.51.100.2/24 dev v21 &&
+		ip -n fc addr add 2001:db8:2::2/64 dev v21 nodad || return 1
+	ip link set v20 up && ip -n fc link set v21 up && ip -n fc link set lo up || return 1
+	modprobe rdma_rxe && rdma link add r0 type rxe netdev v20 || { diag "rxe: $(dmesg | tail -3)"; return 1; }
+	ip netns exec fc rdma link add fc0 type ferrite netdev v21 || return 1
+	wait_for 10 gid_index r0 v6 >/dev/null && wait_for 10 gid_index fc0 v6 >/dev/null
+}
+
+t_interop_port_taken() {
+	# rxe owns UDP 4791 in this namespace: ferrite refuses cleanly and leaves nothing.
+	local out
+	ip link add v22 type veth peer name v23 || return 1
+	if out=$(rdma link add fz type ferrite netdev v22 2>&1); then
+		diag "fz was accepted beside rxe"; ip link del v22; return 1
+	fi
+	diag "rdma: $out"
+	ip link del v22
+	ibdev_gone fz && dmesg | grep -q 'ferrite: UDP port 4791 is taken'
+}
+
+t_interop_rxe_alongside() {
+	# rxe's device is served by rxe's provider, not ferrite's.
+	local out
+	out=$(ibv_devinfo -d r0 -v 2>&1) || { diag "$out"; return 1; }
+	diag "$(grep -E 'vendor_part_id|fw_ver' <<<"$out")"
+	! grep -Eq 'vendor_part_id:[[:space:]]+65026' <<<"$out" &&
+		ibv_devices | grep -Eq '^[[:space:]]+fc0[[:space:]]'
+}
+
+t_interop_rc_ferrite_client() { pair ipp_rc1 "" r0 fc fc0 198.51.100.1 ibv_rc_pingpong -n 100; }
+t_interop_rc_rxe_client() { pair ipp_rc2 fc fc0 "" r0 198.51.100.2 ibv_rc_pingpong -n 100; }
+t_interop_rc_events() { pair ipp_rc3 fc fc0 "" r0 198.51.100.2 ibv_rc_pingpong -n 50 -e; }
+t_interop_rc_64KiB() { pair ipp_rc4 "" r0 fc fc0 198.51.100.1 ibv_rc_pingpong -n 20 -s 65536; }
+t_interop_uc_ferrite_client() { pair ipp_uc1 "" r0 fc fc0 198.51.100.1 ibv_uc_pingpong -n 100; }
+t_interop_uc_rxe_client() { pair ipp_uc2 fc fc0 "" r0 198.51.100.2 ibv_uc_pingpong -n 100; }
+t_interop_rc_ipv6() { PAIR_V6=v6 pair ipp_rc6 "" r0 fc fc0 2001:db8:2::1 ibv_rc_pingpong -n 50; }
+
+t_interop_testclient_ferrite_client() { testclient itc1 "" r0 fc fc0 198.51.100.1 --qp rc --quick; }
+t_interop_testclient_rxe_client() { testclient itc2 fc fc0 "" r0 198.51.100.2 --qp rc --quick; }
+t_interop_testclient_uc() { testclient itc3 "" r0 fc fc0 198.51.100.1 --qp uc --quick; }
+
+t_interop_teardown() {
+	rdma link delete r0 && ip netns exec fc rdma link delete fc0 || return 1
+	ip netns del fc; ip link del v20 2>/dev/null
+	wait_for 10 ibdev_gone r0 && wait_for 10 ibdev_gone fc0 || return 1
+	# Unloading rxe releases the initial namespace's port for ferrite again.
+	rmmod rdma_rxe || return 1
+	rdma link add f0 type ferrite netdev v0 && rdma link add f1 type ferrite netdev v1 &&
+		ibdev_exists f0 && ibdev_exists f1
+}
+
+check interop_setup t_interop_setup
+check interop_port_taken t_interop_port_taken
+check interop_rxe_alongside t_interop_rxe_alongside
+check interop_rc_ferrite_client t_interop_rc_ferrite_client
+check interop_rc_rxe_client t_interop_rc_rxe_client
+check interop_rc_events t_interop_rc_events
+check interop_rc_64KiB t_interop_rc_64KiB
+check interop_uc_ferrite_client t_interop_uc_ferrite_client
+check interop_uc_rxe_client t_interop_uc_rxe_client
+check interop_rc_ipv6 t_interop_rc_ipv6
+check interop_testclient_ferrite_client t_interop_testclient_ferrite_client
+check interop_testclient_rxe_client t_interop_testclient_rxe_client
+check interop_testclient_uc t_interop_testclient_uc
+check interop_teardown t_interop_teardown
