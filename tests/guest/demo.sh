@@ -1,8 +1,11 @@
 #!/bin/bash
 # ferrite's demo, run as the guest's first process: install the driver-only update
 # package, put a ferrite device and, beside it, the kernel's own soft-RoCE (rxe)
-# device on a veth pair, and show what the kernel and the distro's own libibverbs
-# report of both.  Output: /ferrite/out/demo.txt.
+# device on the two ends of a veth pair, show what the kernel and the distro's own
+# libibverbs report of both, and move data between them with the distro's
+# ibv_rc_pingpong, each side once the server.  rxe (up to Linux 7.0) works only in
+# the initial network namespace, so ferrite's end of the pair is in namespace "f".
+# Output: /ferrite/out/demo.txt.
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin
 OUT=/ferrite/out
 mkdir -p "$OUT"
@@ -20,13 +23,18 @@ echo "== ferrite demo on $(. /etc/os-release; echo "$PRETTY_NAME"), kernel $KVER
 show tar -C / --keep-directory-symlink --no-same-owner -xvzf /ferrite/ferrite-*.tar.gz
 depmod -a "$KVER"
 modprobe veth
+ip link set lo up
+ip netns add f
 ip link add v0 address 02:00:00:00:00:01 type veth peer name v1 address 02:00:00:00:00:02
-ip addr add 192.0.2.1/24 dev v0
+ip link set v0 netns f
+ip -n f addr add 192.0.2.1/24 dev v0
 ip addr add 192.0.2.2/24 dev v1
-ip link set v0 up
+ip -n f link set v0 up
+ip -n f link set lo up
 ip link set v1 up
-show rdma link add f0 type ferrite netdev v0
+show ip netns exec f rdma link add f0 type ferrite netdev v0
 show rdma link add r1 type rxe netdev v1
+sleep 1
 show rdma link show
 show rdma dev show
 show ls /sys/class/infiniband
@@ -40,8 +48,22 @@ echo
 show ibv_devices
 show ibv_devinfo -d f0
 show ibv_devinfo -d r1
+ulimit -l unlimited
+echo "== ibv_rc_pingpong: rxe (r1) serves, ferrite (f0) is the client"
+timeout 60 ibv_rc_pingpong -d r1 -g 1 -n 1000 > /tmp/srv.txt 2>&1 &
+sleep 1
+show ip netns exec f timeout 60 ibv_rc_pingpong -d f0 -g 1 -n 1000 192.0.2.2
+wait
+echo "(server side)"; cat /tmp/srv.txt; echo
+echo "== ibv_rc_pingpong: ferrite (f0) serves, rxe (r1) is the client"
+ip netns exec f timeout 60 ibv_rc_pingpong -d f0 -g 1 -n 1000 > /tmp/srv.txt 2>&1 &
+sleep 1
+show timeout 60 ibv_rc_pingpong -d r1 -g 1 -n 1000 192.0.2.1
+wait
+echo "(server side)"; cat /tmp/srv.txt; echo
+show rdma statistic show link f0/1
 show lsmod
-show rdma link delete f0
+show ip netns exec f rdma link delete f0
 show rdma link delete r1
 show rmmod ferrite
 echo "\$ dmesg | grep -E 'ferrite|rxe|r1'"
