@@ -121,16 +121,29 @@ static struct socket *ferrite_udp_sock(struct ferrite_net *fnet, bool v6)
 	tcfg.sk_user_data = fnet;
 	tcfg.encap_type = 1;
 	tcfg.encap_rcv = ferrite_udp_encap_recv;
+#ifdef HAVE_UDP_TUNNEL_SK
+	setup_udp_tunnel_sock(fnet->net, sock->sk, &tcfg);
+#else
 	setup_udp_tunnel_sock(fnet->net, sock, &tcfg);
+#endif
 	return sock;
+}
+
+static void ferrite_udp_release(struct socket *sock)
+{
+#ifdef HAVE_UDP_TUNNEL_SK
+	udp_tunnel_sock_release(sock->sk);
+#else
+	udp_tunnel_sock_release(sock);
+#endif
 }
 
 static void ferrite_net_release_socks(struct ferrite_net *fnet)
 {
 	if (fnet->sock6)
-		udp_tunnel_sock_release(fnet->sock6);
+		ferrite_udp_release(fnet->sock6);
 	if (fnet->sock4)
-		udp_tunnel_sock_release(fnet->sock4);
+		ferrite_udp_release(fnet->sock4);
 	fnet->sock4 = NULL;
 	fnet->sock6 = NULL;
 }
