@@ -98,6 +98,21 @@ run() {
 		"$(grep -h '^# .* tests in ' "$OUT/$name.client" | sed 's/^# //')" >> "$OUT/summary"
 }
 
+# Debian's 5.10 rxe never gets an atomic ACK onto the wire: rxe_send() fails with
+# EMSGSIZE on every retry, most likely because send_atomic_ack() keeps its packet info
+# in skb->cb, where IP reads it as IPCB's frag_max_size and ip_fragment() refuses the
+# DF packet.  Probe once; where the responder cannot answer atomics, the runs leave
+# them out and the summary says so.
+: > "$OUT/summary"
+extra=()
+run atomic-probe rxe1 rxe0 192.0.2.2 --quick --only fetch_add.case1 --timeout 5
+if ! grep -q '^1 passed, 0 failed' "$OUT/atomic-probe.client"; then
+	extra=(--no-atomics)
+	echo "atomic-probe: this kernel's rxe does not answer atomics (rxe1 send_err" \
+		"$(cat /sys/class/infiniband/rxe1/ports/1/hw_counters/send_err 2>/dev/null)," \
+		"dmesg: $(dmesg | grep -m1 -o 'rdma_rxe: Failed sending ack')); the runs below" \
+		"use --no-atomics" >> "$OUT/summary"
+fi
 if [ -s /ferrite/runs ]; then
 	runs=$(cat /ferrite/runs)
 else
@@ -109,17 +124,16 @@ uc-events rxe1 rxe0 192.0.2.2 --quick --events --qp uc
 rc-ipv6 rxe1 rxe0 2001:db8::2 --quick --ipv6
 rc-mtu256 rxe1 rxe0 192.0.2.2 --quick --mtu 256"
 fi
-: > "$OUT/summary"
 while read -r line; do
 	[ -n "$line" ] || continue
 	# shellcheck disable=SC2086
-	run $line
+	run $line "${extra[@]}"
 done <<< "$runs"
 # Last, a 4096-byte path MTU: the netdevs need MTU 9000 for rxe to offer it.
 if [ ! -s /ferrite/runs ]; then
 	ip link set v0 mtu 9000
 	ip link set v1 mtu 9000
 	sleep 1
-	run rc-mtu4096 rxe1 rxe0 192.0.2.2 --quick --mtu 4096
+	run rc-mtu4096 rxe1 rxe0 192.0.2.2 --quick --mtu 4096 "${extra[@]}"
 fi
 cat "$OUT/summary"

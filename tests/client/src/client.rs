@@ -221,9 +221,16 @@ pub fn run(o: &Opts) -> i32 {
             return tap.finish();
         }
     };
-    let tests = build(&shape);
+    let mut tests = build(&shape);
+    if let Some(only) = &o.only {
+        tests.retain(|t| t.name.contains(only.as_str()));
+    }
     if shape.kind == QpKind::Rc && !shape.atomics {
-        c.tap.diag("no atomic tests: a device reports IBV_ATOMIC_NONE");
+        c.tap.diag(if o.no_atomics {
+            "no atomic tests (--no-atomics)"
+        } else {
+            "no atomic tests: a device reports IBV_ATOMIC_NONE"
+        });
     }
     let started = Instant::now();
     c.tap.plan(tests.len());
@@ -312,7 +319,7 @@ fn setup(o: &Opts) -> Result<(Client, Shape), String> {
         mtu: path_mtu as usize,
         max_len,
         max_inline: ep.max_inline as usize,
-        atomics: ep.caps.atomics && h.num("atomic")? != 0,
+        atomics: ep.caps.atomics && h.num("atomic")? != 0 && !o.no_atomics,
         quick: o.quick,
     };
     let tap = Tap::default();

@@ -27,6 +27,8 @@ options:
                     24-bit wrap within the first tests
   --port N          TCP port of the side channel (default 18515)
   --server ADDR     (client) the server's address
+  --no-atomics      (client) leave out the atomic tests (5.10's rxe cannot answer them)
+  --only TEXT       (client) run only the tests whose name contains TEXT
   --inject KIND@N   (client) break test N on purpose, to see the failure caught and
                     the run recover: corrupt (flip a payload byte; SEND, WRITE, READ)
                     or hang (post nothing, so the server times out; SEND)
@@ -78,6 +80,8 @@ pub struct Opts {
     pub port: u16,
     pub server: Option<String>,
     pub inject: Option<(Inject, u32)>,
+    pub only: Option<String>,
+    pub no_atomics: bool,
 }
 
 /// A fault the client puts into one test on purpose.
@@ -131,6 +135,8 @@ pub fn parse(args: &[String]) -> Result<Cmd, String> {
         port: 18515,
         server: None,
         inject: None,
+        only: None,
+        no_atomics: false,
     };
     while let Some(a) = it.next() {
         let mut val = |name: &str| -> Result<String, String> {
@@ -174,6 +180,8 @@ pub fn parse(args: &[String]) -> Result<Cmd, String> {
             "--psn" => o.psn = Some(num(a, val(a)?)? as u32 & 0xff_ffff),
             "--port" | "-p" => o.port = num(a, val(a)?)?.try_into().map_err(|_| "--port: too big")?,
             "--server" | "-s" => o.server = Some(val(a)?),
+            "--only" => o.only = Some(val(a)?),
+            "--no-atomics" => o.no_atomics = true,
             "--inject" => {
                 let v = val(a)?;
                 let bad = || format!("--inject: corrupt@N or hang@N, not {v:?}");

@@ -70,7 +70,8 @@ type Setup = (Endpoint, Remote, u32, u8, u8);
 fn setup(mut ep: Endpoint, conn: &mut Conn, o: &Opts) -> Result<Setup, String> {
     let h = conn.recv(Some(Duration::from_secs(60)))?.want("HELLO")?;
     let kind = QpKind::parse(h.get("qp")?).ok_or("HELLO: bad qp=")?;
-    if kind != o.qp || h.num("max_size")? as usize != o.max_size {
+    let own_max = o.max_size.min(ep.caps.max_msg_sz as usize);
+    if kind != o.qp || h.num("max_size")? as usize != own_max {
         println!("# the client asks for {} and max size {}: following it", kind.name(),
                  h.num("max_size")?);
     }
