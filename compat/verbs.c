@@ -64,6 +64,8 @@ static int ferrite_query_device(struct ib_device *ibdev,
 	attr->max_fast_reg_page_list_len = a.max_fast_reg_page_list_len;
 	attr->max_pkeys = a.max_pkeys;
 	attr->local_ca_ack_delay = a.local_ca_ack_delay;
+	/* The engine executes atomics atomically with respect to each other. */
+	attr->atomic_cap = IB_ATOMIC_HCA;
 	/* "rdma link delete" may remove the device. */
 #ifdef HAVE_IBK_ALLOW_USER_UNREG
 	attr->kernel_cap_flags |= IBK_ALLOW_USER_UNREG;

@@ -21,7 +21,7 @@ gid_index() {
 	for i in $(seq 0 15); do
 		[ "$(cat $d/gid_attrs/types/$i 2>/dev/null)" = "RoCE v2" ] || continue
 		g=$(cat $d/gids/$i 2>/dev/null)
-		case "$2:$g" in
+		case "${2:-}:$g" in
 		:0000:0000:0000:0000:0000:ffff:*) echo "$i"; return 0 ;;
 		v6:2001:*) echo "$i"; return 0 ;;
 		esac
@@ -29,24 +29,37 @@ gid_index() {
 	return 1
 }
 
+# diag_file FILE [MAX]: FILE's lines (at most MAX) as diagnostics.
+diag_file() {
+	local l
+	head -n "${2:-40}" "$1" > /tmp/diag.$$ 2>/dev/null
+	while read -r l; do diag "  $l"; done < /tmp/diag.$$
+}
+
+# listening NS PORT: something listens on TCP PORT in namespace NS.
+listening() { nsx "$1" ss -Hltn "sport = :$2" | grep -q .; }
+
 # pair NAME SRV_NS SRV_DEV CLI_NS CLI_DEV SRV_IP CMD [ARGS...]: run CMD as server
-# and as client (ibv_*_pingpong or perftest style: the client names the server) and
-# pass when both exit 0 and both print PATTERN (global PAIR_OK).
+# and as client (ibv_*_pingpong style: the client names the server, whose TCP port
+# carries the connection info; SRV_IP may be IPv4 also when the GIDs are IPv6) and
+# pass when both exit 0 and both print PAIR_OK.  With PAIR_V6 set, IPv6 GIDs.
 PAIR_OK='iters in'
 pair() {
 	local name=$1 sns=$2 sdev=$3 cns=$4 cdev=$5 ip=$6 cmd=$7 sg cg srv rc
 	shift 7
 	sg=$(gid_index "$sdev" ${PAIR_V6:-}) && cg=$(gid_index "$cdev" ${PAIR_V6:-}) ||
 		{ diag "$name: no RoCE v2 GID on $sdev or $cdev"; return 1; }
-	nsx "$sns" timeout 120 $cmd -d "$sdev" -g "$sg" "$@" > "/tmp/$name.srv" 2>&1 &
+	nsx "$sns" timeout 60 $cmd -d "$sdev" -g "$sg" "$@" > "/tmp/$name.srv" 2>&1 &
 	srv=$!
-	sleep 1
-	nsx "$cns" timeout 120 $cmd -d "$cdev" -g "$cg" "$@" "$ip" > "/tmp/$name.cli" 2>&1
+	wait_for 20 listening "$sns" 18515 || { diag "$name: the server does not listen"; kill $srv; return 1; }
+	nsx "$cns" timeout 60 $cmd -d "$cdev" -g "$cg" "$@" "$ip" > "/tmp/$name.cli" 2>&1
 	rc=$?
+	# A client that failed leaves the server waiting: stop it.
+	[ $rc -eq 0 ] || kill $srv 2>/dev/null
 	wait $srv || rc=1
 	if [ $rc -ne 0 ] || ! grep -q "$PAIR_OK" "/tmp/$name.cli" || ! grep -q "$PAIR_OK" "/tmp/$name.srv"; then
-		diag "$name: client:"; while read -r l; do diag "  $l"; done < "/tmp/$name.cli"
-		diag "$name: server:"; while read -r l; do diag "  $l"; done < "/tmp/$name.srv"
+		diag "$name: client:"; diag_file "/tmp/$name.cli"
+		diag "$name: server:"; diag_file "/tmp/$name.srv"
 		return 1
 	fi
 	diag "$(grep -h "$PAIR_OK" "/tmp/$name.cli" | head -2)"
@@ -58,16 +71,19 @@ testclient() {
 	local name=$1 sns=$2 sdev=$3 cns=$4 cdev=$5 ip=$6 srv rc
 	shift 6
 	[ -x /ferrite/ferrite-testclient ] || { diag "no ferrite-testclient in the guest"; return 1; }
-	nsx "$sns" timeout 300 /ferrite/ferrite-testclient server --dev "$sdev" "$@" > "/tmp/$name.srv" 2>&1 &
+	nsx "$sns" timeout 240 /ferrite/ferrite-testclient server --dev "$sdev" "$@" > "/tmp/$name.srv" 2>&1 &
 	srv=$!
-	sleep 1
-	nsx "$cns" timeout 300 /ferrite/ferrite-testclient client --dev "$cdev" --server "$ip" "$@" > "/tmp/$name.cli" 2>&1
+	wait_for 20 listening "$sns" 18515 || { diag "$name: the server does not listen"; kill $srv; return 1; }
+	nsx "$cns" timeout 240 /ferrite/ferrite-testclient client --dev "$cdev" --server "$ip" "$@" > "/tmp/$name.cli" 2>&1
 	rc=$?
+	[ $rc -eq 0 ] || kill $srv 2>/dev/null
 	wait $srv || rc=1
 	diag "$name: client: $(tail -1 "/tmp/$name.cli"); server: $(tail -1 "/tmp/$name.srv")"
 	if [ $rc -ne 0 ]; then
-		grep -h '^not ok' "/tmp/$name.cli" "/tmp/$name.srv" | head -20 | while read -r l; do diag "  $l"; done
-		grep -vh '^ok' "/tmp/$name.cli" | tail -5 | while read -r l; do diag "  $l"; done
+		grep -h '^not ok' "/tmp/$name.cli" "/tmp/$name.srv" > "/tmp/$name.bad"
+		diag_file "/tmp/$name.bad" 20
+		grep -vh '^ok' "/tmp/$name.cli" | tail -5 > "/tmp/$name.bad"
+		diag_file "/tmp/$name.bad"
 		return 1
 	fi
 	grep -q '^[1-9][0-9]* passed, 0 failed$' "/tmp/$name.cli"
@@ -79,6 +95,7 @@ counter() { # counter DEV NAME: one value of rdma statistic
 
 t_data_setup() {
 	ulimit -l unlimited
+	ip link set lo up || return 1
 	ip netns add fa && ip netns add fb || return 1
 	ip link add v10 type veth peer name v11 || return 1
 	ip link set v10 netns fa && ip link set v11 netns fb || return 1
@@ -102,7 +119,7 @@ t_data_rc_pingpong_large() { pair pp_rc_l fa fa0 fb fb0 203.0.113.1 ibv_rc_pingp
 t_data_uc_pingpong() { pair pp_uc fa fa0 fb fb0 203.0.113.1 ibv_uc_pingpong -n 100; }
 t_data_uc_pingpong_events() { pair pp_uc_e fa fa0 fb fb0 203.0.113.1 ibv_uc_pingpong -n 100 -e; }
 t_data_rc_pingpong_ipv6() {
-	PAIR_V6=v6 pair pp_rc6 fa fa0 fb fb0 2001:db8:1::1 ibv_rc_pingpong -n 50
+	PAIR_V6=v6 pair pp_rc6 fa fa0 fb fb0 203.0.113.1 ibv_rc_pingpong -n 50
 }
 
 t_data_testclient_rc() { testclient tc_rc fa fa0 fb fb0 203.0.113.1 --qp rc --quick; }
@@ -112,13 +129,17 @@ t_data_testclient_rc_ipv6() { testclient tc_rc6 fa fa0 fb fb0 2001:db8:1::1 --qp
 t_data_counters() {
 	# The traffic above is in the counters; the doorbell is rung far less than once
 	# per WQE; nothing was malformed or failed its ICRC.
-	local sent rcvd db wqes icrc bad
-	sent=$(counter fa0 sent_pkts); rcvd=$(counter fa0 rcvd_pkts)
-	db=$(counter fa0 doorbells); wqes=$(counter fa0 wqes_posted)
-	icrc=$(counter fa0 icrc_errors); bad=$(counter fa0 malformed_drops)
-	diag "fa0: sent $sent rcvd $rcvd doorbells $db wqes $wqes icrc_errors $icrc malformed $bad"
-	[ "${sent:-0}" -gt 0 ] && [ "${rcvd:-0}" -gt 0 ] && [ "${wqes:-0}" -gt 0 ] &&
-		[ "${db:-1}" -le "$wqes" ] && [ "$icrc" = 0 ] && [ "$bad" = 0 ]
+	local d sent=0 rcvd=0 db=0 wqes=0 icrc=0 bad=0
+	for d in fa0 fb0; do
+		sent=$((sent + $(counter $d sent_pkts))); rcvd=$((rcvd + $(counter $d rcvd_pkts)))
+		db=$((db + $(counter $d doorbells))); wqes=$((wqes + $(counter $d wqes_posted)))
+		icrc=$((icrc + $(counter $d icrc_errors))); bad=$((bad + $(counter $d malformed_drops)))
+		rdma statistic show link $d/1 | tr -s ' ' > /tmp/stat.$d
+		diag_file /tmp/stat.$d
+	done
+	diag "fa0+fb0: sent $sent rcvd $rcvd doorbells $db wqes $wqes icrc_errors $icrc malformed $bad"
+	[ "$sent" -gt 0 ] && [ "$rcvd" -gt 0 ] && [ "$wqes" -gt 0 ] &&
+		[ "$db" -le "$wqes" ] && [ "$icrc" = 0 ] && [ "$bad" = 0 ]
 }
 
 t_data_teardown() {

@@ -45,7 +45,7 @@ t_interop_rc_events() { pair ipp_rc3 fc fc0 "" r0 198.51.100.2 ibv_rc_pingpong -
 t_interop_rc_64KiB() { pair ipp_rc4 "" r0 fc fc0 198.51.100.1 ibv_rc_pingpong -n 20 -s 65536; }
 t_interop_uc_ferrite_client() { pair ipp_uc1 "" r0 fc fc0 198.51.100.1 ibv_uc_pingpong -n 100; }
 t_interop_uc_rxe_client() { pair ipp_uc2 fc fc0 "" r0 198.51.100.2 ibv_uc_pingpong -n 100; }
-t_interop_rc_ipv6() { PAIR_V6=v6 pair ipp_rc6 "" r0 fc fc0 2001:db8:2::1 ibv_rc_pingpong -n 50; }
+t_interop_rc_ipv6() { PAIR_V6=v6 pair ipp_rc6 "" r0 fc fc0 198.51.100.1 ibv_rc_pingpong -n 50; }
 
 t_interop_testclient_ferrite_client() { testclient itc1 "" r0 fc fc0 198.51.100.1 --qp rc --quick; }
 t_interop_testclient_rxe_client() { testclient itc2 fc fc0 "" r0 198.51.100.2 --qp rc --quick; }
