@@ -22,7 +22,7 @@ SPLAT = re.compile(r"WARNING:|BUG:|Oops|general protection|Call Trace|objtool|lo
                    r"possible (recursive|circular) locking|suspicious RCU|"
                    r"rcu.*(stall|detected)|Kernel panic|unregister_netdevice: waiting")
 
-BOOT_TIMEOUT = int(os.environ.get("FERRITE_BOOT_TIMEOUT", "420"))
+BOOT_TIMEOUT = int(os.environ.get("FERRITE_BOOT_TIMEOUT", "600"))
 
 
 def prepare_guest_dir(name, ko, script):
