@@ -47,7 +47,19 @@ t_interop_uc_ferrite_client() { pair ipp_uc1 "" r0 fc fc0 198.51.100.1 ibv_uc_pi
 t_interop_uc_rxe_client() { pair ipp_uc2 fc fc0 "" r0 198.51.100.2 ibv_uc_pingpong -n 100; }
 t_interop_rc_ipv6() { PAIR_V6=v6 pair ipp_rc6 "" r0 fc fc0 198.51.100.1 ibv_rc_pingpong -n 50; }
 
-t_interop_testclient_ferrite_client() { testclient itc1 "" r0 fc fc0 198.51.100.1 --qp rc --quick; }
+# rxe of Linux 5.10 (bullseye) never sends its atomic acknowledgement over a veth
+# (its send path fails with EMSGSIZE), so atomics with rxe as the responder are left
+# out there, and only there; the diagnostics say so.
+t_interop_testclient_ferrite_client() {
+	local extra=
+	case $(uname -r) in
+	5.10.*)
+		extra=--no-atomics
+		diag "atomics left out: rxe of $(uname -r) does not answer them"
+		;;
+	esac
+	testclient itc1 "" r0 fc fc0 198.51.100.1 --qp rc --quick $extra
+}
 t_interop_testclient_rxe_client() { testclient itc2 fc fc0 "" r0 198.51.100.2 --qp rc --quick; }
 t_interop_testclient_uc() { testclient itc3 "" r0 fc fc0 198.51.100.1 --qp uc --quick; }
 
