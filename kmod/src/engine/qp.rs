@@ -240,7 +240,9 @@ pub struct Qp {
     pub(crate) uc_dropping: bool,
     pub(crate) resources: Vec<Resource>,
     pub(crate) res_next: usize,
-    pub(crate) read_reply: Option<ReadReply>,
+    /// READs being answered, oldest first (at most `max_dest_rd_atomic`; room for
+    /// the device maximum is reserved at creation).
+    pub(crate) read_replies: alloc::collections::VecDeque<ReadReply>,
     /// Packets of READ responses the responder owes (bounded per run).
     pub(crate) pending_ack: Option<(u32, u8)>,
 }
@@ -279,6 +281,8 @@ impl Qp {
         recv_body.try_reserve_exact(rg.stride as usize).map_err(|_| Error::ENOMEM)?;
         recv_body.resize(rg.stride as usize, 0);
         let nres = LIMITS.max_qp_rd_atom as usize;
+        let mut read_replies = alloc::collections::VecDeque::new();
+        read_replies.try_reserve_exact(nres).map_err(|_| Error::ENOMEM)?;
         let mut resources = Vec::new();
         resources.try_reserve_exact(nres).map_err(|_| Error::ENOMEM)?;
         resources.resize(nres, Resource::default());
@@ -323,7 +327,7 @@ impl Qp {
             uc_dropping: false,
             resources,
             res_next: 0,
-            read_reply: None,
+            read_replies,
             pending_ack: None,
         })
     }
@@ -513,7 +517,7 @@ impl Qp {
         self.inbound = Inbound::Idle;
         self.recv_valid = false;
         self.uc_dropping = false;
-        self.read_reply = None;
+        self.read_replies.clear();
         self.pending_ack = None;
         self.nak_sent = false;
         self.msn = 0;
@@ -605,7 +609,7 @@ impl Qp {
             env.complete(CqSel::Recv, &cqe, false);
         }
         self.inbound = Inbound::Idle;
-        self.read_reply = None;
+        self.read_replies.clear();
         self.pending_ack = None;
     }
 
@@ -644,7 +648,7 @@ impl Qp {
 
     /// The requester or responder has nothing to do and no timer is pending.
     pub fn idle(&self) -> bool {
-        self.s_cur == self.s_tail && self.read_reply.is_none() && self.pending_ack.is_none()
+        self.s_cur == self.s_tail && self.read_replies.is_empty() && self.pending_ack.is_none()
     }
 
     /// The earliest deadline the caller must wake the QP at, if any.

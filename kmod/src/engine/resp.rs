@@ -163,7 +163,9 @@ impl Qp {
                 if off > r.len && r.len != 0 {
                     return;
                 }
-                self.read_reply = Some(ReadReply { va: r.va, rkey: r.rkey, len: r.len, first_psn: r.first_psn, offset: off });
+                // The requester asks again from here: what it asked later comes again too.
+                self.read_replies.clear();
+                self.read_replies.push_back(ReadReply { va: r.va, rkey: r.rkey, len: r.len, first_psn: r.first_psn, offset: off });
             }
             op::RC_COMPARE_SWAP | op::RC_FETCH_ADD => {
                 if let Some(r) = self.find_resource(p, true) {
@@ -234,6 +236,12 @@ impl Qp {
                 }
                 let n = r.dma_len.div_ceil(self.mtu()).max(1);
                 let p = rx.bth.psn;
+                // More READs outstanding than max_dest_rd_atomic allows: the
+                // requester broke its promise.
+                let limit = (self.attr.max_dest_rd_atomic as usize).clamp(1, self.resources.len());
+                if self.read_replies.len() >= limit {
+                    return Outcome::Nak(NakCode::InvalidRequest, wc::SUCCESS);
+                }
                 self.remember(Resource {
                     valid: true,
                     atomic: false,
@@ -245,7 +253,7 @@ impl Qp {
                     orig: 0,
                 });
                 self.msn = (self.msn + 1) & psn::MASK;
-                self.read_reply = Some(ReadReply { va: r.va, rkey: r.rkey, len: r.dma_len, first_psn: p, offset: 0 });
+                self.read_replies.push_back(ReadReply { va: r.va, rkey: r.rkey, len: r.dma_len, first_psn: p, offset: 0 });
                 Outcome::Responded
             }
             19 | 20 => {
@@ -435,7 +443,7 @@ impl Qp {
 
     /// Send READ response packets owed, at most `budget`.  True if more remain.
     pub(crate) fn read_responder<E: Env>(&mut self, env: &mut E, budget: &mut u32) -> bool {
-        while let Some(r) = self.read_reply {
+        while let Some(&r) = self.read_replies.front() {
             if *budget == 0 {
                 return true;
             }
@@ -466,7 +474,7 @@ impl Qp {
                     Err(_) => {
                         // The region went away under a READ: answer with a NAK.
                         drop(buf);
-                        self.read_reply = None;
+                        self.read_replies.clear();
                         self.send_ack(env, p, Syndrome::Nak(NakCode::RemoteAccessError).to_u8());
                         self.fail(env);
                         return false;
@@ -479,7 +487,11 @@ impl Qp {
             env.tx_send(buf, &self.path);
             Counters::bump(&env.counters().sent_pkts);
             *budget -= 1;
-            self.read_reply = if last { None } else { Some(ReadReply { offset: r.offset + pay, ..r }) };
+            if last {
+                self.read_replies.pop_front();
+            } else if let Some(front) = self.read_replies.front_mut() {
+                front.offset = r.offset + pay;
+            }
         }
         false
     }

@@ -340,7 +340,7 @@ fn pump(a: &mut Side, b: &mut Side, f: Faults, seed: u64, mut done: impl FnMut(&
     panic!(
         "no progress: a head {} cur {} tail {} una {:#x} cur_psn {:#x} next {:#x} rd {} rnr {:?} rt {:?} state {:?}; b epsn {:#x} reply {:?} inbound {:?}; a cqes {}",
         q.s_head, q.s_cur, q.s_tail, q.una, q.cur_psn, q.next_psn, q.rd_outstanding, q.rnr_deadline, q.retrans_deadline, q.state,
-        b.qp.epsn, b.qp.read_reply, b.qp.inbound, a.env.cqes.len()
+        b.qp.epsn, b.qp.read_replies, b.qp.inbound, a.env.cqes.len()
     );
 }
 
@@ -485,6 +485,30 @@ fn atomics_execute_once_even_when_replayed() {
         assert_eq!(u64::from_ne_bytes(a.region(1)[..8].try_into().unwrap()), start);
         assert_eq!(u64::from_ne_bytes(a.region(1)[8..16].try_into().unwrap()), start + 5);
         assert_eq!(u64::from_ne_bytes(b.region(2)[8..16].try_into().unwrap()), 0xfeed);
+    }
+}
+
+#[test]
+fn several_reads_outstanding_are_all_answered() {
+    // Four READs posted at once (max_rd_atomic 4): the responder answers each one.
+    for f in [CLEAN, Faults { loss: 5, dup: 2, reorder: 5 }] {
+        let (mut a, mut b) = pair(QpType::Rc, 3);
+        a.reg(1, 0x10_0000, 4 * 5000, ALL);
+        b.reg(2, 0x20_0000, 4 * 5000, ALL);
+        for k in 0..4u64 {
+            let mut w = send_wqe(k, wop::RDMA_READ);
+            w.send_flags = if k == 3 { send_flags::SIGNALED } else { 0 };
+            w.remote_addr = 0x20_0000 + k * 5000;
+            w.rkey = 2;
+            a.post_send(w, &[Sge { addr: 0x10_0000 + k * 5000, length: 4097, lkey: 1 }]);
+        }
+        pump(&mut a, &mut b, f, 9, |a, _| !a.env.cqes.is_empty());
+        let sc = a.cqes(CqSel::Send);
+        assert_eq!((sc[0].wr_id, sc[0].status), (3, wc::SUCCESS));
+        for k in 0..4usize {
+            let o = k * 5000;
+            assert_eq!(&a.region(1)[o..o + 4097], &b.region(2)[o..o + 4097], "READ {k}");
+        }
     }
 }
 
