@@ -64,11 +64,11 @@ t_interop_testclient_rxe_client() { testclient itc2 fc fc0 "" r0 198.51.100.2 --
 t_interop_testclient_uc() { testclient itc3 "" r0 fc fc0 198.51.100.1 --qp uc --quick; }
 
 t_interop_teardown() {
-	rdma link delete r0 && ip netns exec fc rdma link delete fc0 || return 1
+	timeout 60 rdma link delete r0 && timeout 60 ip netns exec fc rdma link delete fc0 || return 1
 	ip netns del fc; ip link del v20 2>/dev/null
 	wait_for 10 ibdev_gone r0 && wait_for 10 ibdev_gone fc0 || return 1
 	# Unloading rxe releases the initial namespace's port for ferrite again.
-	rmmod rdma_rxe || return 1
+	timeout 60 rmmod rdma_rxe || return 1
 	rdma link add f0 type ferrite netdev v0 && rdma link add f1 type ferrite netdev v1 &&
 		ibdev_exists f0 && ibdev_exists f1
 }

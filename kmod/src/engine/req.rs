@@ -113,10 +113,12 @@ impl Qp {
             }
             if !psn::before(e.last_psn, p) {
                 self.s_cur = i;
-                if matches!(e.wqe.opcode, wop::RDMA_READ | wop::ATOMIC_CMP_AND_SWP | wop::ATOMIC_FETCH_AND_ADD) {
+                if matches!(e.wqe.opcode, wop::ATOMIC_CMP_AND_SWP | wop::ATOMIC_FETCH_AND_ADD) {
                     self.cur_offset = 0;
                     self.cur_psn = e.first_psn;
                 } else {
+                    // SEND and WRITE resend from the packet of PSN `p`; a READ asks
+                    // again for the rest of its data, from the response of PSN `p`.
                     let k = psn::diff(p, e.first_psn).max(0) as u32;
                     self.cur_offset = k * self.mtu();
                     self.cur_psn = psn::add(e.first_psn, k);
@@ -208,7 +210,8 @@ impl Qp {
         let base = if rc { 0 } else { 0x20 };
         let (code, pay, last, ext) = match w.opcode {
             wop::RDMA_READ => {
-                let r = reth::Repr { va: w.remote_addr, rkey: w.rkey, dma_len: e.len };
+                let off = self.cur_offset.min(e.len);
+                let r = reth::Repr { va: w.remote_addr + off as u64, rkey: w.rkey, dma_len: e.len - off };
                 (op::RC_RDMA_READ_REQUEST, 0, true, Ext { reth: Some(r), ..Default::default() })
             }
             wop::ATOMIC_CMP_AND_SWP | wop::ATOMIC_FETCH_AND_ADD => {
