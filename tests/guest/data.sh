@@ -153,7 +153,7 @@ t_data_testclient_lossy() {
 		ip netns exec $1 tc qdisc add dev $2 root netem delay 1ms reorder 90% 50% loss 5% duplicate 1% ||
 			{ diag "tc netem on $2 failed"; return 1; }
 	done
-	testclient tc_lossy fa fa0 fb fb0 203.0.113.1 --qp rc --quick
+	testclient tc_lossy fa fa0 fb fb0 203.0.113.1 --qp rc --quick --max-size 1048576
 	local rc=$?
 	ip netns exec fa tc qdisc del dev v10 root
 	ip netns exec fb tc qdisc del dev v11 root
