@@ -93,7 +93,7 @@ pub fn parse<'a>(ip: &'a [u8], crc: Option<&dyn crate::wire::icrc::Crc32>) -> Re
     if t.len() < info.hdr_len {
         return Err(Drop::Malformed);
     }
-    let b = bth::Repr::parse(&bth::Packet::new_checked(&t[..]).map_err(|_| Drop::Malformed)?)
+    let b = bth::Repr::parse(&bth::Packet::new_checked(t).map_err(|_| Drop::Malformed)?)
         .map_err(|_| Drop::Malformed)?;
     let pad = b.pad_count as usize;
     if t.len() < info.hdr_len + pad {

@@ -580,22 +580,17 @@ impl Qp {
         self.s_cur = self.s_head;
         self.rd_outstanding = 0;
         let mut buf = [0u8; wq::SEND_WQE_HDR];
-        loop {
-            match self.sq.consume(&mut buf) {
-                Ok(Some(_)) => {
-                    let w: SendWqe = wq::read_hdr(&buf).unwrap_or_default();
-                    let cqe = Cqe {
-                        wr_id: w.wr_id,
-                        status: wc::WR_FLUSH_ERR,
-                        opcode: wc_opcode_for(w.opcode),
-                        qp_num: self.qpn,
-                        src_qp: self.attr.dest_qp_num,
-                        ..Default::default()
-                    };
-                    env.complete(CqSel::Send, &cqe, false);
-                }
-                _ => break,
-            }
+        while let Ok(Some(_)) = self.sq.consume(&mut buf) {
+            let w: SendWqe = wq::read_hdr(&buf).unwrap_or_default();
+            let cqe = Cqe {
+                wr_id: w.wr_id,
+                status: wc::WR_FLUSH_ERR,
+                opcode: wc_opcode_for(w.opcode),
+                qp_num: self.qpn,
+                src_qp: self.attr.dest_qp_num,
+                ..Default::default()
+            };
+            env.complete(CqSel::Send, &cqe, false);
         }
         if self.recv_valid {
             self.recv_valid = false;

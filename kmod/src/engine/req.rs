@@ -48,7 +48,7 @@ fn check(qp: &Qp, w: &SendWqe, body: &[u8]) -> Result<u32, u32> {
     if len > caps::MAX_MSG_SIZE as u64 {
         return Err(wc::LOC_LEN_ERR);
     }
-    if matches!(w.opcode, wop::ATOMIC_CMP_AND_SWP | wop::ATOMIC_FETCH_AND_ADD) && (len != 8 || w.remote_addr % 8 != 0) {
+    if matches!(w.opcode, wop::ATOMIC_CMP_AND_SWP | wop::ATOMIC_FETCH_AND_ADD) && (len != 8 || !w.remote_addr.is_multiple_of(8)) {
         return Err(wc::LOC_LEN_ERR);
     }
     Ok(len as u32)
