@@ -29,7 +29,7 @@
 #define FERRITE_RX_BUDGET 64
 #define FERRITE_TX_BUDGET 64
 /* Packets waiting for one QP's work item, at most. */
-#define FERRITE_RXQ_MAX 2048
+#define FERRITE_RXQ_MAX 4096
 
 #ifdef HAVE_KMAP_LOCAL_PAGE
 #define ferrite_kmap(page) kmap_local_page(page)

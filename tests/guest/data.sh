@@ -123,7 +123,10 @@ t_data_rc_pingpong_ipv6() {
 }
 
 t_data_testclient_rc() { testclient tc_rc fa fa0 fb fb0 203.0.113.1 --qp rc --quick; }
-t_data_testclient_uc() { testclient tc_uc fa fa0 fb fb0 203.0.113.1 --qp uc --quick; }
+# UC has no flow control: a message of thousands of packets can overrun a receiver
+# that TCG schedules late, and a lost UC message is lost by design.  UC runs stop
+# at 1 MiB (1024 packets); RC covers the large sizes.
+t_data_testclient_uc() { testclient tc_uc fa fa0 fb fb0 203.0.113.1 --qp uc --quick --max-size 1048576; }
 t_data_testclient_rc_ipv6() { testclient tc_rc6 fa fa0 fb fb0 2001:db8:1::1 --qp rc --quick --ipv6; }
 
 t_data_counters() {

@@ -61,7 +61,7 @@ t_interop_testclient_ferrite_client() {
 	testclient itc1 "" r0 fc fc0 198.51.100.1 --qp rc --quick $extra
 }
 t_interop_testclient_rxe_client() { testclient itc2 fc fc0 "" r0 198.51.100.2 --qp rc --quick; }
-t_interop_testclient_uc() { testclient itc3 "" r0 fc fc0 198.51.100.1 --qp uc --quick; }
+t_interop_testclient_uc() { testclient itc3 "" r0 fc fc0 198.51.100.1 --qp uc --quick --max-size 1048576; }
 
 t_interop_teardown() {
 	timeout 60 rdma link delete r0 && timeout 60 ip netns exec fc rdma link delete fc0 || return 1
