@@ -641,11 +641,6 @@ impl Qp {
         wq::sge_at(&self.recv_body, wq::RECV_WQE_HDR, k).unwrap_or_default()
     }
 
-    /// The requester or responder has nothing to do and no timer is pending.
-    pub fn idle(&self) -> bool {
-        self.s_cur == self.s_tail && self.read_replies.is_empty() && self.pending_ack.is_none()
-    }
-
     /// The earliest deadline the caller must wake the QP at, if any.
     pub fn deadline(&self) -> Option<u64> {
         match (self.retrans_deadline, self.rnr_deadline) {

@@ -106,7 +106,7 @@ impl Qp {
     /// Rewind transmission to the WQE that holds `p`, to send from there again.
     pub(crate) fn go_back(&mut self, p: u32) {
         let mut i = self.s_head;
-        while i != self.s_cur.max_wrapping(self.s_tail) {
+        while i != self.s_tail {
             let e = &self.entries[self.slot(i)];
             if e.state != SendState::Started {
                 break;
@@ -317,16 +317,5 @@ impl Qp {
             skip = 0;
         }
         Ok(())
-    }
-}
-
-trait MaxWrapping {
-    fn max_wrapping(self, other: u32) -> u32;
-}
-
-impl MaxWrapping for u32 {
-    /// The later of two free-running queue indices.
-    fn max_wrapping(self, other: u32) -> u32 {
-        if (other.wrapping_sub(self) as i32) > 0 { other } else { self }
     }
 }
