@@ -14,7 +14,7 @@ import signal
 import subprocess
 import time
 
-from . import rootfs, util
+from . import rootfs, targets, util
 
 TOP = util.TOP
 
@@ -113,6 +113,8 @@ def boot(name, guest_dir, timeout, serial_log, memory="2G"):
     logdir = util.build_dir(name)
     root, res = rootfs.ensure(name, logdir)
     kver = res["kernel"]
+    # A target may add to the command line (the debug kernel enforces signatures).
+    extra_cmdline = targets.get(name).get("cmdline", "")
     initrd = os.path.join(logdir, "initrd.gz")
     make_initramfs(root, kver, initrd)
     kernel = rootfs.kernel_image(root, kver)
@@ -122,7 +124,8 @@ def boot(name, guest_dir, timeout, serial_log, memory="2G"):
         "qemu-system-x86_64", "-accel", "tcg,thread=single", "-cpu", "max", "-smp", "2",
         "-m", memory,
         "-kernel", kernel, "-initrd", initrd,
-        "-append", "console=ttyS0 panic=-1 oops=panic loglevel=6 rw quiet",
+        "-append", " ".join(["console=ttyS0 panic=-1 oops=panic loglevel=6 rw quiet"] +
+                            ([extra_cmdline] if extra_cmdline else [])),
         "-display", "none", "-monitor", "none", "-no-reboot", "-nic", "none",
         "-serial", f"file:{serial_log}",
         "-virtfs", f"local,path={root},mount_tag=rootfs,security_model=none,readonly=on,multidevs=remap",

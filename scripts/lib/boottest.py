@@ -18,11 +18,22 @@ from . import boot, build, targets, util
 TOP = util.TOP
 
 # What must never appear in a guest's serial log (the guest script checks dmesg too).
+# BUG: covers KASAN, KFENCE, sleeping in atomic context and workqueue lockups;
+# WARNING: covers lockdep's reports; the rest name themselves.
 SPLAT = re.compile(r"WARNING:|BUG:|Oops|general protection|Call Trace|objtool|lockdep|"
-                   r"possible (recursive|circular) locking|suspicious RCU|"
+                   r"possible (recursive|circular) locking|inconsistent lock state|"
+                   r"suspicious RCU|UBSAN|KASAN|KFENCE|suspected memory leak|"
+                   r"blocked for more than|soft lockup|"
                    r"rcu.*(stall|detected)|Kernel panic|unregister_netdevice: waiting")
 
 BOOT_TIMEOUT = int(os.environ.get("FERRITE_BOOT_TIMEOUT", "600"))
+
+
+def boot_timeout(name):
+    """The target's own boot_timeout (targets.toml), else BOOT_TIMEOUT."""
+    if "FERRITE_BOOT_TIMEOUT" in os.environ:
+        return BOOT_TIMEOUT
+    return int(targets.get(name).get("boot_timeout", BOOT_TIMEOUT))
 
 
 def prepare_guest_dir(name, ko, script):
@@ -34,10 +45,11 @@ def prepare_guest_dir(name, ko, script):
     shutil.copy(ko, os.path.join(g, "ferrite.ko"))
     for f in os.listdir(logdir):
         if f.startswith(("libferrite-rdmav", "ferrite-")) and f.endswith((".so", ".tar.gz")) \
-                or f in ("verbs-ctl", "dlopen-local", "ferrite-testclient"):
+                or f in ("verbs-ctl", "dlopen-local", "ferrite-testclient",
+                         "ferrite-unsigned.ko", "ferrite-wrongkey.ko"):
             shutil.copy(os.path.join(logdir, f), g)
     # The guest scripts of each area, sourced by the boot test.
-    for f in ("lib.sh", "data.sh", "interop.sh"):
+    for f in ("lib.sh", "data.sh", "interop.sh", "debug.sh"):
         shutil.copy(os.path.join(TOP, "tests", "guest", f), g)
     shutil.copy(script, os.path.join(g, "run"))
     os.chmod(os.path.join(g, "run"), 0o755)
@@ -52,8 +64,17 @@ def run_target(name):
         b = build.build_target(name)
         info["resolved"] = b["resolved"]
         info["probes"] = b["probes"]
-        sub.append((True, "build", [f"probes: " + ", ".join(
-            f"{k}={'y' if v else 'n'}" for k, v in b["probes"].items())]))
+        diag = [f"probes: " + ", ".join(
+            f"{k}={'y' if v else 'n'}" for k, v in b["probes"].items())]
+        k = b.get("kernel_record")
+        if k:
+            info["kernel_record"] = k
+            diag.append(f"kernel built from {k['source_package']} {k['source_version']}, "
+                        f"{k['base']} + {k['fragment']} (sha256 {k['fragment_sha256'][:12]}), "
+                        + ", ".join(f"{p} {v}" for p, v in sorted(k["toolchain"].items())))
+        if b.get("signer"):
+            diag.append(f"ferrite.ko signed by '{b['signer']}'")
+        sub.append((True, "build", diag))
     except util.Fail as e:
         sub.append((False, "build", str(e).splitlines()[:20]))
         info["seconds"] = round(time.time() - t0, 1)
@@ -63,7 +84,7 @@ def run_target(name):
     g = prepare_guest_dir(name, os.path.join(logdir, "ferrite.ko"),
                           os.path.join(TOP, "tests", "guest", "boot-test.sh"))
     serial = os.path.join(logdir, "serial.log")
-    q = boot.boot(name, g, BOOT_TIMEOUT, serial)
+    q = boot.boot(name, g, boot_timeout(name), serial)
     info["boot_seconds"] = q["seconds"]
     out = os.path.join(g, "out")
     done = os.path.exists(os.path.join(out, "done"))
@@ -90,7 +111,7 @@ def run_target(name):
     serial_text = open(serial, errors="replace").read() if os.path.exists(serial) else ""
     bad = [ln for ln in serial_text.splitlines() if SPLAT.search(ln)]
     sub.append((not bad, "serial_log_clean", bad[:20]))
-    for f in ("guest.log", "dmesg.txt"):
+    for f in ("guest.log", "dmesg.txt", "kmemleak.txt"):
         p = os.path.join(out, f)
         if os.path.exists(p):
             shutil.copy(p, os.path.join(logdir, f))

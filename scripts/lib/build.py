@@ -10,10 +10,11 @@ import glob
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 
-from . import rootfs, util
+from . import kernel, keys, rootfs, targets, util
 
 TOP = util.TOP
 
@@ -214,9 +215,16 @@ def probe_names():
     return names
 
 
-def in_root(root, mod_dir, script, logf):
-    """Run `script` (sh) inside the target root with mod_dir bind-mounted at /mnt."""
-    inner = ("set -e; mount --bind \"$1\" \"$2/mnt\"; mount -t proc proc \"$2/proc\"; "
+def in_root(root, mod_dir, script, logf, binds=()):
+    """Run `script` (sh) inside the target root with mod_dir bind-mounted at /mnt.
+
+    `binds` are more (host path, path in the root) bind mounts, such as a self-built
+    kernel's tree (scripts/lib/kernel.py).
+    """
+    extra = "".join(f"mkdir -p \"$2{inside}\"; mount --bind {shlex.quote(host)} \"$2{inside}\"; "
+                    for host, inside in binds)
+    inner = ("set -e; mount --bind \"$1\" \"$2/mnt\"; " + extra +
+             "mount -t proc proc \"$2/proc\"; "
              "exec chroot \"$2\" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root "
              "/bin/sh -c \"$3\"")
     return util.run(["unshare", "-m", "sh", "-c", inner, "sh", mod_dir, root, script],
@@ -247,7 +255,8 @@ def run_probes(root, res, mod, logdir):
     os.makedirs(os.path.dirname(blog), exist_ok=True)
     if os.path.exists(blog):
         os.unlink(blog)
-    r = in_root(root, mod, f"make -C {kdir} M=/mnt/probes FERRITE_BASELINE.o", blog)
+    kb = kernel.binds(res, root)
+    r = in_root(root, mod, f"make -C {kdir} M=/mnt/probes FERRITE_BASELINE.o", blog, kb)
     if r.returncode != 0 or not os.path.exists(os.path.join(pdir, "FERRITE_BASELINE.o")):
         tail = "\n".join(open(blog, errors="replace").read().splitlines()[-10:])
         raise util.Fail(f"{res['target']}: the baseline probe does not compile, so no probe "
@@ -258,7 +267,7 @@ def run_probes(root, res, mod, logdir):
         os.makedirs(os.path.dirname(plog), exist_ok=True)
         if os.path.exists(plog):
             os.unlink(plog)
-        r = in_root(root, mod, f"make -C {kdir} M=/mnt/probes {n}.o", plog)
+        r = in_root(root, mod, f"make -C {kdir} M=/mnt/probes {n}.o", plog, kb)
         ok = r.returncode == 0 and os.path.exists(os.path.join(pdir, n + ".o"))
         results[n] = ok
         util.log(f"{res['target']}: probe {n}: {'yes' if ok else 'no'}"
@@ -274,6 +283,37 @@ def run_probes(root, res, mod, logdir):
 
 # Build output that means the build is not clean.
 DIRTY = re.compile(r"warning:|WARNING:|objtool:.*(warning|error)|Error \d|error:", re.I)
+
+
+def sign_module(root, res, mod, logdir):
+    """Sign ferrite.ko with the test key, using the target kernel's own sign-file.
+
+    Two more copies go beside it for the signature tests: ferrite-unsigned.ko, and
+    ferrite-wrongkey.ko, signed with a key the kernel does not trust.
+    """
+    logf = os.path.join(logdir, "sign.log")
+    if os.path.exists(logf):
+        os.unlink(logf)
+    kdir = f"/usr/src/linux-headers-{res['kernel']}"
+    shutil.copy(os.path.join(mod, "ferrite.ko"), os.path.join(logdir, "ferrite-unsigned.ko"))
+    shutil.copy(os.path.join(mod, "ferrite.ko"), os.path.join(mod, "ferrite-wrongkey.ko"))
+    for kname, ko in (("test", "ferrite.ko"), ("untrusted", "ferrite-wrongkey.ko")):
+        pem, der = keys.key(kname)
+        shutil.copy(pem, os.path.join(mod, f"{kname}.pem"))
+        shutil.copy(der, os.path.join(mod, f"{kname}.x509"))
+        r = in_root(root, mod, f"{kdir}/scripts/sign-file sha256 /mnt/{kname}.pem "
+                    f"/mnt/{kname}.x509 /mnt/{ko}", logf, kernel.binds(res, root))
+        os.unlink(os.path.join(mod, f"{kname}.pem"))
+        if r.returncode != 0:
+            raise util.Fail(f"{res['target']}: sign-file failed (log: {logf})")
+    shutil.copy(os.path.join(mod, "ferrite.ko"), os.path.join(logdir, "ferrite.ko"))
+    shutil.copy(os.path.join(mod, "ferrite-wrongkey.ko"), logdir)
+    signer = subprocess.run(["modinfo", "-F", "signer", os.path.join(logdir, "ferrite.ko")],
+                            capture_output=True, text=True).stdout.strip()
+    if signer != keys.SUBJECTS["test"]:
+        raise util.Fail(f"{res['target']}: signed ferrite.ko names signer '{signer}'")
+    util.log(f"{res['target']}: ferrite.ko signed by '{signer}'")
+    return signer
 
 
 def build_target(name):
@@ -295,7 +335,7 @@ def build_target(name):
     probes = run_probes(root, res, mod, logdir)
     kdir = f"/usr/src/linux-headers-{res['kernel']}"
     util.log(f"{name}: building ferrite.ko against {res['kernel']} (log: {os.path.relpath(logf, TOP)})")
-    r = in_root(root, mod, f"make -C {kdir} M=/mnt modules", logf)
+    r = in_root(root, mod, f"make -C {kdir} M=/mnt modules", logf, kernel.binds(res, root))
     text = open(logf, errors="replace").read()
     ko = os.path.join(mod, "ferrite.ko")
     if r.returncode != 0 or not os.path.exists(ko):
@@ -314,6 +354,9 @@ def build_target(name):
     if not objtool_rust:
         raise util.Fail(f"{name}: objtool did not run over the Rust code (see {mod}/rust/.ferrite_rust.o.cmd)")
     shutil.copy(ko, os.path.join(logdir, "ferrite.ko"))
+    signer = None
+    if targets.get(name).get("sign"):
+        signer = sign_module(root, res, mod, logdir)
     provider = build_provider(res, logdir, root)
     # The provider's mirrored public layouts, checked against this release's headers.
     shutil.copy(os.path.join(TOP, "provider", "layout-check.c"), mod)
@@ -342,7 +385,11 @@ def build_target(name):
     shutil.copy(testclient.build_testclient(), os.path.join(logdir, "ferrite-testclient"))
     package = make_package(name, res, root, logdir, provider)
     info = {"resolved": res, "probes": probes, "root": root,
-            "objtool_over_rust": objtool_rust, "provider": provider, "package": package}
+            "objtool_over_rust": objtool_rust, "provider": provider, "package": package,
+            "signer": signer}
+    if kernel.is_source_target(res):
+        kj = os.path.join(kernel.cache_path(root, res)[0], "build.json")
+        info["kernel_record"] = json.load(open(kj))
     with open(os.path.join(logdir, "build.json"), "w") as f:
         json.dump(info, f, indent=1)
     util.log(f"{name}: built {os.path.relpath(os.path.join(logdir, 'ferrite.ko'), TOP)}")

@@ -16,7 +16,7 @@ import os
 import shutil
 import subprocess
 
-from . import targets, util
+from . import kernel, targets, util
 
 # Bump when the recipe below changes in a way that needs new roots.
 RECIPE = 3
@@ -37,7 +37,11 @@ EXTRA_PACKAGES = {
 
 
 def packages_of(res):
-    return PACKAGES + EXTRA_PACKAGES.get(res["target"], [])
+    extra = EXTRA_PACKAGES.get(res["target"], [])
+    if kernel.is_source_target(res):
+        # A kernel built in the root (kernel.py): its source and toolchain, no image.
+        return PACKAGES + extra + kernel.BUILD_PACKAGES + [res["kernel_source"]]
+    return PACKAGES + extra
 
 
 def key_of(res):
@@ -54,6 +58,8 @@ def ensure(name, logdir):
     res = targets.resolve(name)
     root = path_for(res)
     if os.path.exists(os.path.join(root, ".ferrite-root-ok")):
+        if kernel.is_source_target(res):
+            kernel.ensure(root, res, logdir)
         return root, res
     util.log(f"{name}: building root file system for {res['kernel']} (log: {logdir}/rootfs.log)")
     logf = os.path.join(logdir, "rootfs.log")
@@ -68,7 +74,9 @@ def ensure(name, logdir):
     os.makedirs(os.path.dirname(root), exist_ok=True)
     kver = res["kernel"]
     idx = targets.AptIndex(res["suites"])
-    pk = packages_of(res) + [f"linux-headers-{kver}"]
+    pk = packages_of(res)
+    if not kernel.is_source_target(res):
+        pk.append(f"linux-headers-{kver}")
     cmd = ["mmdebstrap", "--variant=apt", "--mode=root", "--format=directory",
            # The registry may serve a suite whose Release is past Valid-Until.
            "--aptopt=Acquire::Check-Valid-Until \"false\"",
@@ -79,6 +87,8 @@ def ensure(name, logdir):
            "--dpkgopt=path-include=/usr/share/doc/*/copyright",
            res["suites"][0], tmp] + targets.source_lines(res["suites"])
     util.run(cmd, logfile=logf)
+    if kernel.is_source_target(res):
+        return _finish(tmp, root, res, logdir)
     # The kernel image: unpacked, no maintainer scripts.
     debs = os.path.join(util.cache_dir(), "debs")
     os.makedirs(debs, exist_ok=True)
@@ -99,10 +109,16 @@ def ensure(name, logdir):
     util.run(["chroot", tmp, "/sbin/depmod", "-a", kver], logfile=logf)
     if not kernel_image(tmp, kver):
         raise util.Fail(f"{name}: no kernel image for {kver} in {pkgs}")
+    return _finish(tmp, root, res, logdir)
+
+
+def _finish(tmp, root, res, logdir):
     with open(os.path.join(tmp, ".ferrite-resolved.json"), "w") as f:
         json.dump(res, f, indent=1)
     open(os.path.join(tmp, ".ferrite-root-ok"), "w").close()
     os.rename(tmp, root)
+    if kernel.is_source_target(res):
+        kernel.ensure(root, res, logdir)
     return root, res
 
 

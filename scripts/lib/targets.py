@@ -161,11 +161,41 @@ def resolve(name, refresh=True):
     return dict(_resolved[name])
 
 
+def _resolve_source(t, idx):
+    """A target whose kernel ferrite builds from a linux-source package (kernel.py)."""
+    src = t["source"]
+    ver = idx.candidate(src)
+    if not ver:
+        raise util.Fail(f"{t['name']}: {', '.join(t['suites'])} serve no {src}")
+    if not os.path.isfile(os.path.join(TOP, t["config"])):
+        raise util.Fail(f"{t['name']}: no kernel config fragment {t['config']}")
+    upstream = ver.split("-")[0].split("+")[0]
+    rdma = idx.candidate("rdma-core")
+    res = {
+        "target": t["name"],
+        "suites": t["suites"],
+        "kernel": f"{upstream}-{t['flavour']}",
+        "kernel_image_pkg": None,
+        "kernel_source": src,
+        "kernel_source_version": ver,
+        "kernel_config": t["config"],
+        "kernel_pkg_version": f"{src} {ver}",
+        "kernel_note": f"built by ferrite from {src} {ver} + {t['config']}",
+        "rdma_core": rdma,
+        "rdma_core_expected": t.get("rdma_core"),
+    }
+    if rdma and t.get("rdma_core") and not rdma.startswith(t["rdma_core"]):
+        res["rdma_core_note"] = f"suite serves {rdma}, table says {t['rdma_core']}"
+    return res
+
+
 def _resolve(name, refresh):
     t = get(name)
     idx = AptIndex(t["suites"])
     if refresh:
         idx.update()
+    if t.get("source"):
+        return _resolve_source(t, idx)
     flav = t["flavour"]
     pat = re.compile(r"^linux-headers-(.+)-" + re.escape(flav) + r"$")
     series = []

@@ -442,7 +442,7 @@ t_no_leaks() {
 	fi
 }
 
-SPLAT='WARNING:|BUG:|Oops|general protection|Call Trace|objtool|lockdep|possible (recursive|circular) locking|suspicious RCU|rcu.*(stall|detected)|unregister_netdevice: waiting|kmemleak|UBSAN|KASAN|refcount_t'
+SPLAT='WARNING:|BUG:|Oops|general protection|Call Trace|objtool|lockdep|possible (recursive|circular) locking|suspicious RCU|rcu.*(stall|detected)|unregister_netdevice: waiting|suspected memory leak|UBSAN|KASAN|KFENCE|refcount_t|blocked for more than|soft lockup'
 
 t_dmesg_clean() {
 	local bad
@@ -458,7 +458,14 @@ t_taint() {
 	[ $((t & ~(4096 | 8192))) -eq 0 ]
 }
 
+. /ferrite/debug.sh
+kmemleak_start
 check core_modules t_core_modules
+if sig_enforced; then
+	check module_sig_unsigned_refused t_sig_unsigned_refused
+	check module_sig_wrong_key_refused t_sig_wrong_key_refused
+	check module_sig_signer t_sig_signer
+fi
 check install_module t_install_module
 check module_load t_module_load
 check veth_pair t_veth
@@ -496,5 +503,6 @@ check unload_with_devices t_unload_with_devices
 check autoload_on_link_add t_autoload
 check reload_unload t_reload
 check no_leaks t_no_leaks
+kmemleak_on && check kmemleak_clean t_kmemleak_clean
 check dmesg_clean t_dmesg_clean
 check taint t_taint
