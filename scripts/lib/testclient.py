@@ -1,9 +1,11 @@
-"""Building tests/client (ferrite-testclient) once, for every target's guest.
+"""Building tests/client once, for every target's guest.
 
-The binary must run on the oldest target, so it is built inside the bullseye root
-(glibc 2.31, rdma-core 33.2) against that root's libibverbs: rdma-sys runs bindgen over
-its <infiniband/verbs.h> (the root has pkg-config and libclang-dev for that, see
-rootfs.EXTRA_PACKAGES).  The compiler is the host's rustup toolchain, bind-mounted
+The crate has two binaries: ferrite-testclient, the byte-checking test client, and
+ferrite-bench, the benchmark client of `scripts/ferrite bench`; both use the crate's
+library for their connection set-up.  They must run on the oldest target, so they are
+built inside the bullseye root (glibc 2.31, rdma-core 33.2) against that root's
+libibverbs: rdma-sys runs bindgen over its <infiniband/verbs.h> (the root has pkg-config
+and libclang-dev for that, see rootfs.EXTRA_PACKAGES).  The compiler is the host's rustup toolchain, bind-mounted
 read-only into the root (rustc and cargo themselves need only glibc 2.17).
 
 Crates are downloaded on the host (`cargo fetch`, the host has the network) into a
@@ -26,6 +28,8 @@ TOP = util.TOP
 SRC = os.path.join(TOP, "tests", "client")
 BUILD_TARGET = "bullseye"
 BINARY = "ferrite-testclient"
+BENCH = "ferrite-bench"
+BINARIES = (BINARY, BENCH)
 
 # Newest glibc symbol version the binary may need: bullseye's.
 GLIBC_MAX = (2, 31)
@@ -85,19 +89,19 @@ def check_binary(path):
     return {"glibc_max": f"GLIBC_{newest[0]}.{newest[1]}", "needed": needed}
 
 
-def build_testclient():
-    """Build (or reuse) build/testclient/ferrite-testclient; returns its path."""
+def build_clients():
+    """Build (or reuse) both binaries in build/testclient/; returns {name: path}."""
     out = util.build_dir("testclient")
-    binary = os.path.join(out, BINARY)
+    binaries = {b: os.path.join(out, b) for b in BINARIES}
     logf = os.path.join(out, "build.log")
     root, _res = rootfs.ensure(BUILD_TARGET, out)
     sysroot = subprocess.run(["rustc", "--print", "sysroot"], capture_output=True, text=True,
                              check=True).stdout.strip()
     stamp = _stamp(root, sysroot)
     stamp_file = os.path.join(out, "stamp")
-    if os.path.exists(binary) and os.path.exists(stamp_file) and \
+    if all(os.path.exists(p) for p in binaries.values()) and os.path.exists(stamp_file) and \
             open(stamp_file).read().strip() == stamp:
-        return binary
+        return binaries
     if os.path.exists(logf):
         os.unlink(logf)
     cargo_home = os.path.join(out, "cargo-home")
@@ -113,24 +117,29 @@ def build_testclient():
     clang = sorted(glob.glob(os.path.join(root, "usr/lib/llvm-*/lib/libclang.so*")))
     if clang:
         env["LIBCLANG_PATH"] = os.path.dirname(clang[-1])[len(root):]
-    util.log(f"testclient: building {BINARY} in the {BUILD_TARGET} root "
+    util.log(f"testclient: building {' and '.join(BINARIES)} in the {BUILD_TARGET} root "
              f"(log: {os.path.relpath(logf, TOP)})")
     r = _in_root(root, [(out, "/mnt", False), (SRC, "/mnt/src", True), (sysroot, "/mnt/rust", True)],
-                 "cargo build --release --offline --locked --manifest-path /mnt/src/Cargo.toml",
+                 "cargo build --release --offline --locked --bins --manifest-path /mnt/src/Cargo.toml",
                  env, logf)
-    built = os.path.join(out, "target", "release", BINARY)
-    if r.returncode != 0 or not os.path.exists(built):
+    built = {b: os.path.join(out, "target", "release", b) for b in BINARIES}
+    if r.returncode != 0 or not all(os.path.exists(p) for p in built.values()):
         tail = "\n".join(open(logf, errors="replace").read().splitlines()[-15:])
         raise util.Fail(f"testclient: the build failed (log: {logf})\n{tail}")
-    info = check_binary(built)
-    shutil.copy(built, binary + ".tmp")
-    os.rename(binary + ".tmp", binary)
+    infos = {b: check_binary(built[b]) for b in BINARIES}
+    for b, info in infos.items():
+        shutil.copy(built[b], binaries[b] + ".tmp")
+        os.rename(binaries[b] + ".tmp", binaries[b])
+        util.log(f"testclient: built {os.path.relpath(binaries[b], TOP)} "
+                 f"({info['glibc_max']}, needs {' '.join(info['needed'])})")
     with open(stamp_file, "w") as f:
         f.write(stamp + "\n")
-    util.log(f"testclient: built {os.path.relpath(binary, TOP)} "
-             f"({info['glibc_max']}, needs {' '.join(info['needed'])})")
-    return binary
+    return binaries
 
+
+def build_testclient():
+    """Build (or reuse) build/testclient/ferrite-testclient; returns its path."""
+    return build_clients()[BINARY]
 
 
 def boot_rxe_pair(name, runs=None, timeout=1200):

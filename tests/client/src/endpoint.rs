@@ -12,7 +12,7 @@ use std::ptr;
 use std::time::{Duration, Instant};
 
 use crate::gid::{self, Gid};
-use crate::opts::QpKind;
+use crate::QpKind;
 
 /// Depths the QP is created with; the CQ holds both queues.
 pub const SQ_DEPTH: u32 = 64;
@@ -159,6 +159,13 @@ impl Endpoint {
     /// port and pick the GID index.
     pub fn open(dev: Option<&str>, gid_index: Option<u32>, ipv6: bool, events: bool)
         -> Result<Endpoint, String> {
+        Self::open_cq(dev, gid_index, ipv6, events, CQ_DEPTH as u32)
+    }
+
+    /// `open` with a CQ of `cq_depth` entries.
+    pub fn open_cq(dev: Option<&str>, gid_index: Option<u32>, ipv6: bool, events: bool,
+                   cq_depth: u32) -> Result<Endpoint, String> {
+        let cq_depth = cq_depth.min(i32::MAX as u32) as c_int;
         let mut ep = Endpoint {
             ctx: ptr::null_mut(),
             pd: ptr::null_mut(),
@@ -233,9 +240,9 @@ impl Endpoint {
             }
         }
         // SAFETY: ep.ctx is open; the channel is null or belongs to it.
-        ep.cq = unsafe { ibv_create_cq(ep.ctx, CQ_DEPTH, ptr::null_mut(), ep.channel, 0) };
+        ep.cq = unsafe { ibv_create_cq(ep.ctx, cq_depth, ptr::null_mut(), ep.channel, 0) };
         if ep.cq.is_null() {
-            return Err(format!("ibv_create_cq({CQ_DEPTH}): {}", last_os_error()));
+            return Err(format!("ibv_create_cq({cq_depth}): {}", last_os_error()));
         }
         // SAFETY: ep.ctx is open.
         ep.pd = unsafe { ibv_alloc_pd(ep.ctx) };
@@ -285,6 +292,12 @@ impl Endpoint {
 
     /// Create the QP and register an MR of `mr_len` bytes.
     pub fn create(&mut self, kind: QpKind, mr_len: usize) -> Result<(), String> {
+        self.create_sized(kind, mr_len, SQ_DEPTH, RQ_DEPTH)
+    }
+
+    /// `create` with a send queue of `sq` and a receive queue of `rq` work requests.
+    pub fn create_sized(&mut self, kind: QpKind, mr_len: usize, sq: u32, rq: u32)
+        -> Result<(), String> {
         self.kind = kind;
         let mut last = String::new();
         for want in WANT_INLINE {
@@ -297,8 +310,8 @@ impl Endpoint {
                 QpKind::Uc => ibv_qp_type::IBV_QPT_UC,
             };
             ia.sq_sig_all = 0;
-            ia.cap.max_send_wr = SQ_DEPTH;
-            ia.cap.max_recv_wr = RQ_DEPTH;
+            ia.cap.max_send_wr = sq;
+            ia.cap.max_recv_wr = rq;
             ia.cap.max_send_sge = MAX_SGE;
             ia.cap.max_recv_sge = MAX_SGE;
             ia.cap.max_inline_data = want;
@@ -732,5 +745,182 @@ impl Drop for Endpoint {
                 ibv_close_device(self.ctx);
             }
         }
+    }
+}
+
+// --- The benchmark's fast path -------------------------------------------------------
+//
+// `post_send`/`post_recv` above build their work requests afresh on every call, which
+// suits a test that checks one operation at a time.  A benchmark posts the same shape
+// of work request millions of times, so the chains below are built once, re-armed
+// with a new wr_id and signaling flag per post, and posted without any allocation.
+
+/// The operation of every WR in a `SendChain`.
+#[derive(Clone, Copy, Debug)]
+pub enum ChainOp {
+    Send,
+    Write { raddr: u64, rkey: u32 },
+    Read { raddr: u64, rkey: u32 },
+}
+
+/// A chain of identical send WRs (one SGE each, over the same local bytes), built
+/// once and posted many times, whole or in part.
+pub struct SendChain {
+    wrs: Vec<ibv_send_wr>,
+    // The WRs point into this vector's heap buffer, which never moves: it is never
+    // resized after `send_chain` filled it.
+    _sges: Vec<ibv_sge>,
+}
+
+/// A chain of identical receive WRs (one SGE each).
+pub struct RecvChain {
+    wrs: Vec<ibv_recv_wr>,
+    _sges: Vec<ibv_sge>,
+}
+
+impl SendChain {
+    pub fn len(&self) -> usize {
+        self.wrs.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.wrs.is_empty()
+    }
+
+    /// Give WR `i` the id `wr_id`, signaled or not.
+    pub fn arm(&mut self, i: usize, wr_id: u64, signaled: bool) {
+        let w = &mut self.wrs[i];
+        w.wr_id = wr_id;
+        let sig = ibv_send_flags::IBV_SEND_SIGNALED.0;
+        w.send_flags = if signaled { w.send_flags | sig } else { w.send_flags & !sig };
+    }
+}
+
+impl RecvChain {
+    pub fn len(&self) -> usize {
+        self.wrs.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.wrs.is_empty()
+    }
+
+    pub fn arm(&mut self, i: usize, wr_id: u64) {
+        self.wrs[i].wr_id = wr_id;
+    }
+}
+
+impl Endpoint {
+    /// `n` send WRs of `op`, each carrying MR bytes `off..off + len` (inline data if
+    /// `inline`), linked into one chain.
+    pub fn send_chain(&self, op: ChainOp, off: usize, len: usize, n: usize, inline: bool)
+        -> Result<SendChain, String> {
+        let one = self.sge_list(&[(off, len)])?[0];
+        let mut sges = vec![one; n];
+        let mut wrs: Vec<ibv_send_wr> = Vec::with_capacity(n);
+        for sge in sges.iter_mut() {
+            // SAFETY: ibv_send_wr is plain data; all-zero is its neutral value.
+            let mut r: ibv_send_wr = unsafe { std::mem::zeroed() };
+            r.sg_list = sge;
+            r.num_sge = 1;
+            if inline {
+                r.send_flags = ibv_send_flags::IBV_SEND_INLINE.0;
+            }
+            use ibv_wr_opcode::*;
+            match op {
+                ChainOp::Send => r.opcode = IBV_WR_SEND,
+                ChainOp::Write { raddr, rkey } => {
+                    r.opcode = IBV_WR_RDMA_WRITE;
+                    r.wr.rdma = rdma_t { remote_addr: raddr, rkey };
+                }
+                ChainOp::Read { raddr, rkey } => {
+                    r.opcode = IBV_WR_RDMA_READ;
+                    r.wr.rdma = rdma_t { remote_addr: raddr, rkey };
+                }
+            }
+            wrs.push(r);
+        }
+        for i in 0..n.saturating_sub(1) {
+            let next: *mut ibv_send_wr = &mut wrs[i + 1];
+            wrs[i].next = next;
+        }
+        Ok(SendChain { wrs, _sges: sges })
+    }
+
+    /// `n` receive WRs, each scattering into MR bytes `off..off + len`.
+    pub fn recv_chain(&self, off: usize, len: usize, n: usize) -> Result<RecvChain, String> {
+        let one = self.sge_list(&[(off, len)])?[0];
+        let mut sges = vec![one; n];
+        let mut wrs: Vec<ibv_recv_wr> = sges
+            .iter_mut()
+            .map(|sge| ibv_recv_wr { wr_id: 0, next: ptr::null_mut(), sg_list: sge, num_sge: 1 })
+            .collect();
+        for i in 0..n.saturating_sub(1) {
+            let next: *mut ibv_recv_wr = &mut wrs[i + 1];
+            wrs[i].next = next;
+        }
+        Ok(RecvChain { wrs, _sges: sges })
+    }
+
+    /// Post the first `n` WRs of `c` with one ibv_post_send.
+    pub fn post_chain(&self, c: &mut SendChain, n: usize) -> Result<(), String> {
+        if n == 0 || n > c.wrs.len() {
+            return Err(format!("post_chain: {n} of a chain of {}", c.wrs.len()));
+        }
+        let keep = c.wrs[n - 1].next;
+        c.wrs[n - 1].next = ptr::null_mut();
+        let mut bad: *mut ibv_send_wr = ptr::null_mut();
+        // SAFETY: qp is live; the chain's WRs and SGEs are valid and outlive the call,
+        // which copies them (and inline data) before returning.
+        let rc = unsafe { ibv_post_send(self.qp, c.wrs.as_mut_ptr(), &mut bad) };
+        c.wrs[n - 1].next = keep;
+        if rc != 0 {
+            return Err(format!("ibv_post_send({n} WRs): {}", errno_str(rc)));
+        }
+        Ok(())
+    }
+
+    /// Post the first `n` WRs of `c` with one ibv_post_recv.
+    pub fn post_recv_chain(&self, c: &mut RecvChain, n: usize) -> Result<(), String> {
+        if n == 0 || n > c.wrs.len() {
+            return Err(format!("post_recv_chain: {n} of a chain of {}", c.wrs.len()));
+        }
+        let keep = c.wrs[n - 1].next;
+        c.wrs[n - 1].next = ptr::null_mut();
+        let mut bad: *mut ibv_recv_wr = ptr::null_mut();
+        // SAFETY: qp is live; the chain and its SGEs are valid for the call.
+        let rc = unsafe { ibv_post_recv(self.qp, c.wrs.as_mut_ptr(), &mut bad) };
+        c.wrs[n - 1].next = keep;
+        if rc != 0 {
+            return Err(format!("ibv_post_recv({n} WRs): {}", errno_str(rc)));
+        }
+        Ok(())
+    }
+
+    /// One ibv_poll_cq into `wcs`, without waiting; returns how many it filled.
+    pub fn poll_raw(&self, wcs: &mut [ibv_wc]) -> Result<usize, String> {
+        let want = wcs.len().min(i32::MAX as usize) as c_int;
+        // SAFETY: cq is live; wcs has room for `want` entries.
+        let n = unsafe { ibv_poll_cq(self.cq, want, wcs.as_mut_ptr()) };
+        if n < 0 {
+            return Err(format!("ibv_poll_cq: {n}"));
+        }
+        Ok(n as usize)
+    }
+
+    /// Read MR byte `off` as the device may have just written it (a volatile load).
+    pub fn peek(&self, off: usize) -> u8 {
+        assert!(off < self.buf_len);
+        // SAFETY: off is inside our live mapping; a volatile byte load is never torn
+        // and is not cached across iterations of a polling loop.
+        unsafe { ptr::read_volatile(self.buf.add(off)) }
+    }
+
+    /// Store MR byte `off` (a volatile store, before it is posted as a source).
+    pub fn poke(&self, off: usize, v: u8) {
+        assert!(off < self.buf_len);
+        // SAFETY: off is inside our live mapping; the benchmark writes a byte only
+        // while no work request reads it, or as inline data copied at post time.
+        unsafe { ptr::write_volatile(self.buf.add(off), v) }
     }
 }

@@ -13,13 +13,13 @@
 //! closing `N passed, N failed`; the exit status is 0 iff nothing failed.
 
 mod client;
-mod endpoint;
-mod gid;
 mod opts;
 mod pattern;
-mod proto;
 mod server;
 mod tap;
+
+// Shared with ferrite-bench (src/lib.rs).
+use ferrite_testclient::{endpoint, gid, proto};
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+pub use ferrite_testclient::{parse_num, QpKind};
+
 pub const USAGE: &str = "\
 usage: ferrite-testclient server [OPTIONS]
        ferrite-testclient client --server ADDR [OPTIONS]
@@ -41,29 +43,6 @@ pub enum Role {
     Client,
 }
 
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub enum QpKind {
-    Rc,
-    Uc,
-}
-
-impl QpKind {
-    pub fn name(self) -> &'static str {
-        match self {
-            QpKind::Rc => "rc",
-            QpKind::Uc => "uc",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<QpKind> {
-        match s {
-            "rc" => Some(QpKind::Rc),
-            "uc" => Some(QpKind::Uc),
-            _ => None,
-        }
-    }
-}
-
 #[derive(Clone, Debug)]
 pub struct Opts {
     pub role: Role,
@@ -94,22 +73,6 @@ pub enum Inject {
 pub enum Cmd {
     Help,
     Run(Opts),
-}
-
-/// A number in decimal or 0x-hex, with an optional K/M/G (binary) suffix.
-pub fn parse_num(s: &str) -> Option<u64> {
-    let (digits, mult) = match s.chars().last()? {
-        'k' | 'K' => (&s[..s.len() - 1], 1u64 << 10),
-        'm' | 'M' => (&s[..s.len() - 1], 1u64 << 20),
-        'g' | 'G' => (&s[..s.len() - 1], 1u64 << 30),
-        _ => (s, 1),
-    };
-    let v = if let Some(h) = digits.strip_prefix("0x") {
-        u64::from_str_radix(h, 16).ok()?
-    } else {
-        digits.parse().ok()?
-    };
-    v.checked_mul(mult)
 }
 
 pub fn parse(args: &[String]) -> Result<Cmd, String> {

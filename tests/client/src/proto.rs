@@ -37,7 +37,7 @@ impl Msg {
 
     pub fn num(&self, key: &str) -> Result<u64, String> {
         let v = self.get(key)?;
-        crate::opts::parse_num(v).ok_or_else(|| format!("{}: {key}={v} is not a number", self.verb))
+        crate::parse_num(v).ok_or_else(|| format!("{}: {key}={v} is not a number", self.verb))
     }
 
     /// Everything after the verb and the first word (a reason).
@@ -126,6 +126,18 @@ impl Conn {
             }
             Err(e) => Err(format!("side channel read: {e}")),
         }
+    }
+
+    /// Whether a message (or the peer's end of the stream) is waiting, without
+    /// blocking: for loops that spin on memory and must notice a peer that gave up.
+    pub fn ready(&self) -> bool {
+        use std::os::fd::AsRawFd;
+        if !self.reader.buffer().is_empty() {
+            return true;
+        }
+        let mut p = libc::pollfd { fd: self.reader.get_ref().as_raw_fd(), events: libc::POLLIN, revents: 0 };
+        // SAFETY: p is one valid pollfd for the duration of the call; timeout 0.
+        unsafe { libc::poll(&mut p, 1, 0) > 0 }
     }
 
     /// Send a request and wait for the reply.

@@ -1,0 +1,42 @@
+//! ferrite-bench: a benchmark client for RDMA devices over libibverbs (through the
+//! `rdma-sys` crate), measuring ferrite against the kernel's rxe the same way.
+//!
+//! Two roles talk over a TCP side channel, as ferrite-testclient's do, and set up
+//! their connection with the same shared modules (`ferrite_testclient::{endpoint,
+//! gid, proto}`).  The `client` measures: bandwidth of RDMA WRITE, RDMA READ and SEND
+//! across message sizes, the message rate of small WRITEs and SENDs with post lists,
+//! and the latency of WRITE, SEND and READ; the `server` follows.  `memcpy` measures
+//! the guest's one-core copy bandwidth, the physical limit.
+//!
+//! Every figure is timed with CLOCK_MONOTONIC (under TCG the cycle counter is not
+//! trustworthy); each measurement is one JSON object on stdout, with the guest CPU
+//! time (/proc/stat) and the device counters read around it.
+
+mod client;
+mod clock;
+mod json;
+mod link;
+mod memcpy;
+mod opts;
+mod pump;
+mod server;
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let code = match opts::parse(&args) {
+        Ok(opts::Cmd::Help) => {
+            print!("{}", opts::USAGE);
+            0
+        }
+        Ok(opts::Cmd::Run(o)) => match o.role {
+            opts::Role::Server => server::run(&o),
+            opts::Role::Client => client::run(&o),
+            opts::Role::Memcpy => memcpy::run(&o),
+        },
+        Err(e) => {
+            eprintln!("ferrite-bench: {e}\n\n{}", opts::USAGE);
+            2
+        }
+    };
+    std::process::exit(code);
+}
