@@ -69,7 +69,8 @@ u32 ferrite_k_crc32_le(u32 seed, const u8 *data, size_t len);
  */
 
 /* A packet buffer of `len` bytes (transport headers to ICRC) with room for IP and
- * UDP in front; *data points at its first byte.  NULL when memory is short. */
+ * UDP in front; *data points at its first byte.  NULL when memory is short.
+ */
 void *ferrite_k_tx_alloc(void *qp, u32 len, u8 **data);
 void ferrite_k_tx_free(void *skb);
 
@@ -86,11 +87,13 @@ struct ferrite_path {
 };
 
 /* Route and send a filled buffer (consumed, also on error).  The C side adds UDP
- * and IP and calls ferrite_rs_icrc_fill() on the finished datagram. */
+ * and IP and calls ferrite_rs_icrc_fill() on the finished datagram.
+ */
 int ferrite_k_tx_send(void *qp, void *skb, const struct ferrite_path *path);
 
 /* Memory regions: references, copies at a byte offset from the region's first
- * byte (the range was checked by Rust), and 8-byte atomics. */
+ * byte (the range was checked by Rust), and 8-byte atomics.
+ */
 void ferrite_k_mr_get(void *mr);
 void ferrite_k_mr_put(void *mr);
 void ferrite_k_mr_copy(void *mr, u64 offset, u8 *buf, u32 len, u8 to_mr);
@@ -99,7 +102,8 @@ void ferrite_k_mr_copy(void *mr, u64 offset, u8 *buf, u32 len, u8 to_mr);
 u64 ferrite_k_mr_atomic(void *mr, u64 offset, u32 op, u64 a, u64 b);
 
 /* Post a completion (FERRITE_CQE_LEN bytes, abi/src/cq.rs Cqe) to the QP's send
- * or receive CQ. */
+ * or receive CQ.
+ */
 #define FERRITE_CQE_LEN 64
 void ferrite_k_cq_post(void *qp, u8 recv, const u8 *cqe, u8 solicited);
 
@@ -234,7 +238,8 @@ void ferrite_rs_cq_resp(u64 mmap_offset, u64 mmap_len, u32 slots, u8 *out);
 /* Append a completion to a CQ ring; the caller holds the CQ's lock.  *armed holds
  * the CQ's IB_CQ_SOLICITED / IB_CQ_NEXT_COMP request; returns 1 when the
  * completion handler is to be called (and disarms), 0 when not, -ENOSPC when the
- * ring is full. */
+ * ring is full.
+ */
 int ferrite_rs_cq_push(void *ring, u32 slots, const u8 *cqe, u8 solicited,
 		       u8 *armed);
 
@@ -261,7 +266,8 @@ struct ferrite_qp_init {
 int ferrite_rs_qp_geometry(const void *dev, struct ferrite_qp_init *init);
 
 /* Make the Rust QP on zeroed rings of the sizes geometry gave.  `qp` is the
- * C cookie passed back to every ferrite_k_* call for this QP. */
+ * C cookie passed back to every ferrite_k_* call for this QP.
+ */
 int ferrite_rs_qp_create(const void *dev, const struct ferrite_qp_init *init,
 			 u32 qpn, u64 pd, void *sq, void *rq, u8 port_mtu,
 			 void *qp, void **out);
@@ -318,13 +324,15 @@ int ferrite_rs_qp_run(void *rsqp, u32 budget);
 /* ---- packets ---- */
 
 /* A datagram arrived for `dev` (from its IP header): checks it (lengths, opcode,
- * ICRC) and gives its destination QPN.  0, or a negative errno: drop it (counted). */
+ * ICRC) and gives its destination QPN.  0, or a negative errno: drop it (counted).
+ */
 int ferrite_rs_rx_classify(const void *dev, const u8 *ip, u32 len, u32 *qpn);
 /* Fill the ICRC of a finished outgoing datagram (from its IP header). */
 void ferrite_rs_icrc_fill(u8 *ip, u32 len);
 
 /* Device counters: how many, each one's name (a static NUL-terminated string),
- * and their values. */
+ * and their values.
+ */
 u32 ferrite_rs_counter_count(void);
 const u8 *ferrite_rs_counter_name(u32 i);
 void ferrite_rs_counters(const void *dev, u64 *out, u32 n);

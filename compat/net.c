@@ -44,7 +44,8 @@ struct ferrite_net {
 };
 
 /* ferrite_net_lock guards ferrite_nets (read under RCU), each entry's sockets
- * and users. */
+ * and users.
+ */
 static LIST_HEAD(ferrite_nets);
 static DEFINE_MUTEX(ferrite_net_lock);
 

@@ -327,7 +327,8 @@ void ferrite_set_uverbs_cmds(struct ib_device *ibdev)
 		BIT_ULL(IB_USER_VERBS_EX_CMD_MODIFY_QP);
 #endif
 	/* Not in the core's default set on any tree: the doorbell (a post_send
-	 * with no work requests) and req_notify_cq. */
+	 * with no work requests) and req_notify_cq.
+	 */
 	ibdev->uverbs_cmd_mask |= BIT_ULL(IB_USER_VERBS_CMD_REQ_NOTIFY_CQ) |
 				  BIT_ULL(IB_USER_VERBS_CMD_POST_SEND);
 }

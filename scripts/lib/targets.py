@@ -179,6 +179,8 @@ def _resolve_source(t, idx):
         "kernel_source": src,
         "kernel_source_version": ver,
         "kernel_config": t["config"],
+        # Make variables every build against this kernel needs (LLVM=1 for clang).
+        "make_vars": t.get("make", ""),
         "kernel_pkg_version": f"{src} {ver}",
         "kernel_note": f"built by ferrite from {src} {ver} + {t['config']}",
         "rdma_core": rdma,
