@@ -33,6 +33,9 @@ PACKAGES = [
 # not listed hashes exactly as before, so its root is not rebuilt.
 EXTRA_PACKAGES = {
     "bullseye": ["pkg-config", "libclang-dev"],
+    # `scripts/ferrite bench` counts system calls per WQE under strace on its default
+    # target (tests/guest/bench.sh).
+    "trixie": ["strace"],
 }
 
 

@@ -1,0 +1,331 @@
+#!/bin/bash
+# ferrite against the kernel's own soft-RoCE (rxe), run as the guest's first process
+# by `scripts/ferrite bench`.
+#
+# Topology, the same for both devices: one veth pair v0/v1 in the initial network
+# namespace (192.0.2.1/24 and 192.0.2.2/24, documentation addresses; the guest has
+# no other network), the client's device on v0 and the server's on v1.  Packets
+# between two local addresses reach the veth only through policy routing (FACTS.md
+# §4): lookups bound to v0 or v1 use a table of their own, the `local` rule moves
+# behind them.  rxe and ferrite cannot both own UDP port 4791 in one namespace, so
+# they take turns: a round loads one module, adds its two devices, measures, deletes
+# the devices and unloads the module.  Rounds alternate ferrite, rxe, ferrite, rxe...
+#
+# Each round runs ferrite-bench (the project's client, timed with CLOCK_MONOTONIC),
+# its memcpy mode, the 64-byte message rate once more under `strace -f` (system
+# calls per WQE, where the root has strace), and perftest with the same parameters
+# as a cross-check (its cycle-counter timing is not trusted under TCG).
+#
+# Results: one JSON object per line in /ferrite/out/bench.jsonl; logs in
+# /ferrite/out/logs/.  /ferrite/bench.conf (from the host) sets ROUNDS, SMOKE,
+# PERFTEST_ROUNDS and DEADLINE (guest uptime in seconds after which no new round
+# starts).
+
+set -u
+export PATH=/usr/sbin:/usr/bin:/sbin:/bin
+export LC_ALL=C
+OUT=/ferrite/out
+LOG=$OUT/logs
+J=$OUT/bench.jsonl
+mkdir -p "$LOG"
+. /ferrite/lib.sh
+exec >"$OUT/guest.log" 2>&1
+busybox mount -t proc proc /proc
+busybox mount -t sysfs sysfs /sys
+busybox mount -t devtmpfs devtmpfs /dev 2>/dev/null
+busybox mount -t tmpfs tmpfs /run
+busybox mount -t tmpfs tmpfs /tmp
+KVER=$(uname -r)
+: > "$J"
+
+finish() {
+	dmesg > "$OUT/dmesg.txt"
+	echo done > "$OUT/done"
+	guest_poweroff
+}
+trap finish EXIT
+
+ROUNDS=5
+SMOKE=0
+PERFTEST_ROUNDS=1000
+DEADLINE=1000000
+[ -r /ferrite/bench.conf ] && . /ferrite/bench.conf
+
+BENCH=/ferrite/ferrite-bench
+ulimit -l unlimited
+
+# --- helpers -----------------------------------------------------------------------
+
+uptime_s() { cut -d. -f1 /proc/uptime; }
+jstr() { # a JSON string of $1
+	local s=${1//\\/\\\\}
+	s=${s//\"/\\\"}
+	s=${s//$'\t'/ }
+	s=${s//$'\n'/ }
+	printf '"%s"' "$s"
+}
+emit() { printf '%s\n' "$1" >> "$J"; }
+note() { echo "bench: $*"; }
+error() { # error DEVICE ROUND TEST MESSAGE
+	emit "{\"kind\":\"error\",\"device\":$(jstr "$1"),\"round\":$2,\"test\":$(jstr "$3"),\"error\":$(jstr "$4")}"
+	note "error: $1 round $2 $3: $4"
+}
+wait_for() { # wait_for SECONDS COMMAND...
+	local i
+	for ((i = 0; i < $1 * 10; i++)); do
+		"${@:2}" && return 0
+		sleep 0.1
+	done
+	return 1
+}
+listening() { ss -Hltn "sport = :$1" | grep -q .; }
+ibdev_gone() { [ ! -e "/sys/class/infiniband/$1" ]; }
+# gid_index DEV: the first RoCE v2 GID of port 1 with an IPv4-mapped address.
+gid_index() {
+	local d=/sys/class/infiniband/$1/ports/1 i g
+	for i in $(seq 0 15); do
+		[ "$(cat "$d/gid_attrs/types/$i" 2>/dev/null)" = "RoCE v2" ] || continue
+		g=$(cat "$d/gids/$i" 2>/dev/null)
+		case "$g" in
+		0000:0000:0000:0000:0000:ffff:*) echo "$i"; return 0 ;;
+		esac
+	done
+	return 1
+}
+# stop_server PID: a server whose client is done gets a grace period, then a kill.
+stop_server() {
+	local i
+	for ((i = 0; i < 50; i++)); do
+		kill -0 "$1" 2>/dev/null || break
+		sleep 0.1
+	done
+	kill "$1" 2>/dev/null
+	wait "$1" 2>/dev/null
+}
+
+# --- set-up ------------------------------------------------------------------------
+
+set -x
+for m in veth ib_core ib_uverbs rdma_ucm; do
+	modprobe "$m" || note "modprobe $m failed"
+done
+# ferrite from its driver-only update package, as the boot test installs it.
+pkg=$(ls /ferrite/ferrite-*.tar.gz 2>/dev/null | head -1)
+if [ -z "$pkg" ] || ! tar -C / --keep-directory-symlink --no-same-owner -xzf "$pkg" ||
+	! depmod -a "$KVER" || ! modinfo ferrite | grep -q "^vermagic: *$KVER "; then
+	error setup 0 install "ferrite does not install for $KVER from '${pkg:-no package}'"
+	exit 1
+fi
+ip link set lo up
+ip link add v0 address 02:00:00:00:00:01 type veth peer name v1 address 02:00:00:00:00:02
+ip addr add 192.0.2.1/24 dev v0
+ip addr add 192.0.2.2/24 dev v1
+ip link set v0 up
+ip link set v1 up
+for f in all default v0 v1; do
+	sysctl -qw "net.ipv4.conf.$f.accept_local=1" "net.ipv4.conf.$f.rp_filter=0"
+done
+ip rule add pref 100 oif v0 lookup 100
+ip rule add pref 101 oif v1 lookup 101
+ip rule add pref 1000 lookup local
+ip rule del pref 0 lookup local
+ip route add 192.0.2.0/24 dev v0 src 192.0.2.1 table 100
+ip route add 192.0.2.0/24 dev v1 src 192.0.2.2 table 101
+set +x
+
+STRACE=$(command -v strace || true)
+ver() { dpkg-query -W -f='${Version}' "$1" 2>/dev/null || echo unknown; }
+emit "{\"kind\":\"meta\",\"kernel\":$(jstr "$KVER"),\"os\":$(jstr "$(. /etc/os-release; echo "$PRETTY_NAME")"),\
+\"cpus\":$(nproc),\"cpu_model\":$(jstr "$(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"),\
+\"mem_kB\":$(awk '/^MemTotal/ {print $2}' /proc/meminfo),\
+\"clocksource\":$(jstr "$(cat /sys/devices/system/clocksource/clocksource0/current_clocksource 2>/dev/null)"),\
+\"netdev_mtu\":$(cat /sys/class/net/v0/mtu),\"rdma_core\":$(jstr "$(ver rdma-core)"),\
+\"perftest\":$(jstr "$(ver perftest)"),\"strace\":$(jstr "${STRACE:+$(ver strace)}"),\
+\"rounds\":$ROUNDS,\"smoke\":$SMOKE,\"perftest_rounds\":$PERFTEST_ROUNDS}"
+
+# --- what a round runs -------------------------------------------------------------
+
+if [ "$SMOKE" = 1 ]; then
+	CLIENT_ARGS=(--sizes 2,64,4096,65536 --bytes 2M --min-iters 16 --max-iters 2048
+		--rate-iters 4000 --lat-iters 300 --warmup 30)
+	PERF_SIZES="2 65536"
+	PERF_LAT_ITERS=300
+	RATE_ITERS=4000
+	MEMCPY_SECONDS=0.5
+else
+	CLIENT_ARGS=()
+	PERF_SIZES="2 64 4096 65536 1048576"
+	PERF_LAT_ITERS=2000
+	RATE_ITERS=20000
+	MEMCPY_SECONDS=1
+fi
+# The client's defaults, which perftest gets too.
+TX_DEPTH=128
+CQ_MOD=32
+BYTES=$((16 << 20))
+MIN_ITERS=16
+MAX_ITERS=8192
+if [ "$SMOKE" = 1 ]; then BYTES=$((2 << 20)); MAX_ITERS=2048; fi
+iters_for() { # the client's iterations for size $1
+	local n=$((BYTES / $1))
+	[ $n -lt $MIN_ITERS ] && n=$MIN_ITERS
+	[ $n -gt $MAX_ITERS ] && n=$MAX_ITERS
+	echo $n
+}
+
+PORT=18600
+DEVICE= ROUND= D0= D1= G0= G1=
+
+dev_up() { # dev_up ferrite|rxe
+	local mod type
+	case $1 in
+	ferrite) mod=ferrite type=ferrite D0=f0 D1=f1 ;;
+	rxe) mod=rdma_rxe type=rxe D0=r0 D1=r1 ;;
+	esac
+	modprobe "$mod" || { error "$1" "$ROUND" up "modprobe $mod: $(dmesg | tail -2)"; return 1; }
+	rdma link add "$D0" type "$type" netdev v0 &&
+		rdma link add "$D1" type "$type" netdev v1 ||
+		{ error "$1" "$ROUND" up "rdma link add: $(dmesg | tail -2)"; return 1; }
+	wait_for 10 gid_index "$D0" >/dev/null && wait_for 10 gid_index "$D1" >/dev/null ||
+		{ error "$1" "$ROUND" up "no RoCE v2 IPv4 GID on $D0 or $D1"; return 1; }
+	G0=$(gid_index "$D0")
+	G1=$(gid_index "$D1")
+}
+
+dev_down() { # dev_down ferrite|rxe
+	local mod=ferrite
+	[ "$1" = rxe ] && mod=rdma_rxe
+	timeout 60 rdma link delete "$D0"
+	timeout 60 rdma link delete "$D1"
+	wait_for 10 ibdev_gone "$D0" && wait_for 10 ibdev_gone "$D1" ||
+		error "$1" "$ROUND" down "$D0 or $D1 still there after rdma link delete"
+	timeout 60 rmmod "$mod" || error "$1" "$ROUND" down "rmmod $mod failed"
+}
+
+# bench_pair NAME [WRAPPER...] -- CLIENT-ARGS...: ferrite-bench server on D1, client
+# on D0 (optionally under WRAPPER); the client's JSON goes to the results.
+bench_pair() {
+	local name=$1 wrap=() spid rc
+	shift
+	while [ $# -gt 0 ] && [ "$1" != -- ]; do wrap+=("$1"); shift; done
+	shift
+	PORT=$((PORT + 1))
+	timeout 1200 "$BENCH" server --dev "$D1" --port "$PORT" \
+		> "$LOG/$name.server" 2>&1 &
+	spid=$!
+	wait_for 20 listening "$PORT" || { error "$DEVICE" "$ROUND" "$name" "the server does not listen"; kill $spid; return 1; }
+	timeout 1200 "${wrap[@]}" "$BENCH" client --dev "$D0" --server 192.0.2.2 --port "$PORT" \
+		--tag device="$DEVICE" --tag round="$ROUND" "$@" >> "$J" 2> "$LOG/$name.client"
+	rc=$?
+	stop_server $spid
+	[ $rc -eq 0 ] || error "$DEVICE" "$ROUND" "$name" "client exit $rc: $(grep -v '^ferrite-bench: [a-z]*\.[a-z]*\.[0-9]*\(\.pl[0-9]*\)*$' "$LOG/$name.client" | tail -3)"
+	return $rc
+}
+
+# count_syscalls FILE TEST WQES: the system calls strace saw between the client's
+# start and stop marks.
+count_syscalls() {
+	awk -v dev="$DEVICE" -v round="$ROUND" -v test="$2" -v wqes="$3" '
+		/ferrite-bench:start/ { on = 1; next }
+		/ferrite-bench:stop/ { on = 0; next }
+		on && /^[0-9]+ +[a-z_0-9]+\(/ { split($2, a, "("); n[a[1]]++; total++ }
+		END {
+			by = ""
+			for (k in n) by = by (by == "" ? "" : ",") "\"" k "\":" n[k]
+			printf "{\"kind\":\"syscalls\",\"device\":\"%s\",\"round\":%d,\"test\":\"%s\",\"wqes\":%d,\"syscalls\":%d,\"per_wqe\":%.6f,\"by_name\":{%s}}\n",
+				dev, round, test, wqes, total, (wqes > 0 ? total / wqes : 0), by
+		}' "$1" >> "$J"
+}
+
+# perf_pair NAME TOOL ARGS...: one perftest server/client pair with the client's
+# parameters; its result line becomes a "perftest" object.
+perf_pair() {
+	local name=$1 tool=$2 spid rc
+	shift 2
+	PORT=$((PORT + 1))
+	timeout 300 "$tool" -d "$D1" -x "$G1" -p "$PORT" -F "$@" > "$LOG/$name.pt-server" 2>&1 &
+	spid=$!
+	wait_for 20 listening "$PORT" || { error "$DEVICE" "$ROUND" "$name" "$tool does not listen"; kill $spid; return 1; }
+	timeout 300 "$tool" -d "$D0" -x "$G0" -p "$PORT" -F "$@" 192.0.2.2 > "$LOG/$name.pt-client" 2>&1
+	rc=$?
+	[ $rc -eq 0 ] || kill $spid 2>/dev/null
+	stop_server $spid
+	if [ $rc -ne 0 ]; then
+		error "$DEVICE" "$ROUND" "$name" "$tool exit $rc: $(grep -v '^ *$' "$LOG/$name.pt-client" | tail -2)"
+		return 1
+	fi
+	# The line after the "#bytes" header holds the figures.
+	awk -v dev="$DEVICE" -v round="$ROUND" -v tool="$tool" -v name="$name" '
+		/^ *#bytes/ { hdr = 1; next }
+		hdr && /^ *[0-9]+ +[0-9]+ +[0-9.]+/ {
+			if (tool ~ /_lat$/)
+				printf "{\"kind\":\"perftest\",\"device\":\"%s\",\"round\":%d,\"tool\":\"%s\",\"test\":\"%s\",\"size\":%d,\"iters\":%d,\"t_min_us\":%s,\"t_max_us\":%s,\"t_typical_us\":%s,\"t_avg_us\":%s,\"t_stdev_us\":%s,\"p99_us\":%s,\"p999_us\":%s}\n",
+					dev, round, tool, name, $1, $2, $3, $4, $5, $6, $7, $8, $9
+			else
+				printf "{\"kind\":\"perftest\",\"device\":\"%s\",\"round\":%d,\"tool\":\"%s\",\"test\":\"%s\",\"size\":%d,\"iters\":%d,\"bw_peak_MiBps\":%s,\"bw_avg_MiBps\":%s,\"msg_rate_Mpps\":%s}\n",
+					dev, round, tool, name, $1, $2, $3, $4, $5
+			exit
+		}' "$LOG/$name.pt-client" >> "$J"
+}
+
+round() { # round ferrite|rxe N
+	DEVICE=$1 ROUND=$2
+	local t0 tag=$1.$2
+	t0=$(uptime_s)
+	note "round $ROUND: $DEVICE (uptime $t0 s)"
+	if ! dev_up "$DEVICE"; then
+		dev_down "$DEVICE"
+		return 1
+	fi
+	local before
+	before=$(rdma statistic show link "$D0/1" 2>/dev/null | tr -s ' ')
+	bench_pair "$tag" -- "${CLIENT_ARGS[@]}"
+	"$BENCH" memcpy --seconds "$MEMCPY_SECONDS" --tag device="$DEVICE" --tag round="$ROUND" >> "$J" \
+		2>> "$LOG/$tag.memcpy" || error "$DEVICE" "$ROUND" memcpy "exit $?"
+	# System calls per WQE at saturation: the 64-byte WRITE message rate, one WR per
+	# ibv_post_send, under strace; only the measured loop counts.
+	if [ -n "$STRACE" ]; then
+		bench_pair "$tag.strace" "$STRACE" -f -qq -o "/tmp/strace.$tag" -- \
+			--tests rate --rate-ops write --post-lists 1 --rate-iters "$RATE_ITERS" --marks \
+			--tag strace=1 &&
+			count_syscalls "/tmp/strace.$tag" "rate.write.64.pl1" "$RATE_ITERS"
+		rm -f "/tmp/strace.$tag"
+	fi
+	if [ "$ROUND" -le "$PERFTEST_ROUNDS" ]; then
+		local s op n
+		for op in write read send; do
+			for s in $PERF_SIZES; do
+				n=$(iters_for "$s")
+				perf_pair "pt.bw.$op.$s" "ib_${op}_bw" -s "$s" -n "$n" -t "$TX_DEPTH" -Q "$CQ_MOD"
+			done
+		done
+		for op in write send read; do
+			for s in 2 4096; do
+				perf_pair "pt.lat.$op.$s" "ib_${op}_lat" -s "$s" -n "$PERF_LAT_ITERS"
+			done
+		done
+	fi
+	# The device's own view, for the log: doorbells against WQEs posted.
+	{ echo "before: $before"; echo "after: $(rdma statistic show link "$D0/1" 2>/dev/null | tr -s ' ')"; } \
+		> "$LOG/$tag.stat"
+	dev_down "$DEVICE"
+	emit "{\"kind\":\"round\",\"device\":\"$DEVICE\",\"round\":$ROUND,\"seconds\":$(($(uptime_s) - t0))}"
+}
+
+# --- the rounds --------------------------------------------------------------------
+
+last=0
+for ((r = 1; r <= ROUNDS; r++)); do
+	for d in ferrite rxe; do
+		now=$(uptime_s)
+		# Start a round only if one as long as the last still fits.
+		if [ $((now + last)) -gt "$DEADLINE" ]; then
+			error "$d" "$r" deadline "no time left for round $r at uptime $now s (deadline $DEADLINE s, last round $last s)"
+			break 2
+		fi
+		round "$d" "$r"
+		last=$(($(uptime_s) - now))
+	done
+done
+emit "{\"kind\":\"end\",\"uptime_s\":$(uptime_s)}"
+note "done at uptime $(uptime_s) s"
