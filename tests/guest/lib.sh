@@ -13,3 +13,23 @@ guest_poweroff() {
 		busybox sleep 3600
 	done
 }
+
+# A slow kernel (the debug target's: KASAN under TCG) asks for longer timeouts with
+# ferrite_timeout_scale=N on its command line.  TIMEOUT_SCALE is N (1 elsewhere), and
+# scale_timeouts puts a `timeout` first in PATH that multiplies its duration by N,
+# so that every `timeout SECS CMD`, also under `ip netns exec`, gets the longer one.
+TIMEOUT_SCALE=$(sed -n 's/.*ferrite_timeout_scale=\([0-9][0-9]*\).*/\1/p' /proc/cmdline 2>/dev/null)
+TIMEOUT_SCALE=${TIMEOUT_SCALE:-1}
+scale_timeouts() {
+	[ "$TIMEOUT_SCALE" -gt 1 ] || return 0
+	mkdir -p /tmp/ferrite-bin
+	cat > /tmp/ferrite-bin/timeout <<EOS
+#!/bin/sh
+case "\$1" in
+[0-9]*) t=\$1; shift; exec /usr/bin/timeout \$((\${t%s} * $TIMEOUT_SCALE)) "\$@" ;;
+esac
+exec /usr/bin/timeout "\$@"
+EOS
+	chmod +x /tmp/ferrite-bin/timeout
+	export PATH=/tmp/ferrite-bin:$PATH
+}
