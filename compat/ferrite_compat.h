@@ -26,7 +26,7 @@ typedef __SIZE_TYPE__ size_t;
 #endif
 
 /* Bumped whenever anything below changes shape. */
-#define FERRITE_COMPAT_ABI 3
+#define FERRITE_COMPAT_ABI 4
 
 /* ---- kernel services for Rust (implemented in C: ferrite_kernel.c) ---- */
 
@@ -92,14 +92,19 @@ struct ferrite_path {
 int ferrite_k_tx_send(void *qp, void *skb, const struct ferrite_path *path);
 
 /* Memory regions: references, copies at a byte offset from the region's first
- * byte (the range was checked by Rust), and 8-byte atomics.
+ * byte (the range was checked by Rust), and 8-byte atomics on aligned bytes:
+ * compare-and-swap (a compare, b swap), fetch-and-add (a), and IBTA 1.5's
+ * ATOMIC WRITE, a release store of a (returns 0).
  */
 void ferrite_k_mr_get(void *mr);
 void ferrite_k_mr_put(void *mr);
 void ferrite_k_mr_copy(void *mr, u64 offset, u8 *buf, u32 len, u8 to_mr);
 #define FERRITE_ATOMIC_CMP_SWAP 0
 #define FERRITE_ATOMIC_FETCH_ADD 1
+#define FERRITE_ATOMIC_WRITE 2
 u64 ferrite_k_mr_atomic(void *mr, u64 offset, u32 op, u64 a, u64 b);
+/* FLUSH: make what was placed in `len` bytes at `offset` globally visible. */
+void ferrite_k_mr_flush(void *mr, u64 offset, u64 len);
 
 /* Post a completion (FERRITE_CQE_LEN bytes, abi/src/cq.rs Cqe) to the QP's send
  * or receive CQ.
@@ -173,7 +178,15 @@ struct ferrite_dev_attr {
 	u16 max_pkeys;
 	u8 local_ca_ack_delay;
 	u8 pad;
+	u32 cap_flags;		/* FERRITE_DEV_CAP_* */
+	u32 reserved;
 };
+
+/* What the device offers beyond the basic verbs.  The C side sets the tree's
+ * ib_device_attr bit for each only where the tree's headers know it.
+ */
+#define FERRITE_DEV_CAP_ATOMIC_WRITE (1 << 0)	/* IB_DEVICE_ATOMIC_WRITE */
+#define FERRITE_DEV_CAP_FLUSH_GLOBAL (1 << 1)	/* IB_DEVICE_FLUSH_GLOBAL */
 
 /* IB port states and physical states, as in ib_verbs.h. */
 #define FERRITE_PORT_DOWN 1

@@ -130,20 +130,47 @@ u64 ferrite_k_mr_atomic(void *cookie, u64 offset, u32 op, u64 a, u64 b)
 	struct ferrite_mr *mr = cookie;
 	u64 pos = offset + mr->page_offset;
 	u64 idx = pos >> PAGE_SHIFT;
-	u64 orig;
+	u64 orig, *p;
 	u8 *va;
 
 	/* 8 aligned bytes never cross a page. */
 	if (WARN_ON_ONCE(idx >= mr->npages || (pos & 7)))
 		return 0;
 	va = ferrite_kmap(mr->pages[idx]);
-	if (op == FERRITE_ATOMIC_CMP_SWAP)
-		orig = cmpxchg64((u64 *)(va + (pos & ~PAGE_MASK)), a, b);
-	else
-		orig = atomic64_fetch_add(a,
-				(atomic64_t *)(va + (pos & ~PAGE_MASK)));
+	p = (u64 *)(va + (pos & ~PAGE_MASK));
+	switch (op) {
+	case FERRITE_ATOMIC_CMP_SWAP:
+		orig = cmpxchg64(p, a, b);
+		break;
+	case FERRITE_ATOMIC_FETCH_ADD:
+		orig = atomic64_fetch_add(a, (atomic64_t *)p);
+		break;
+	case FERRITE_ATOMIC_WRITE:
+		/* One store of all 8 bytes, after every earlier one. */
+		smp_store_release(p, a);
+		orig = 0;
+		break;
+	default:
+		WARN_ON_ONCE(1);
+		orig = 0;
+		break;
+	}
 	ferrite_kunmap(va);
 	return orig;
+}
+
+/*
+ * FLUSH to global visibility.  No region is persistent memory, so there is
+ * nothing to write back.
+ */
+void ferrite_k_mr_flush(void *cookie, u64 offset, u64 len)
+{
+	/*
+	 * The data path placed every earlier byte with memcpy() into pages the
+	 * CPUs keep coherent: order those stores before the response that says
+	 * they are visible.
+	 */
+	wmb();
 }
 
 /* ---- completions, events, time ---- */
@@ -229,9 +256,14 @@ static void ferrite_qp_timer_fn(struct timer_list *t)
 
 /* ---- running a QP ---- */
 
-static void ferrite_qp_work(struct work_struct *work)
+/*
+ * One round: hand Rust the packets queued for the QP, then let it run the QP.
+ * Process context only (Rust's QP lock is a mutex); the work item and the
+ * doorbell both come here.  Returns true when more is owed than the budgets
+ * allowed, and the work item must run again.
+ */
+static bool ferrite_qp_round(struct ferrite_qp *qp)
 {
-	struct ferrite_qp *qp = container_of(work, struct ferrite_qp, work);
 	struct sk_buff *skb;
 	int n = 0, more;
 
@@ -243,7 +275,14 @@ static void ferrite_qp_work(struct work_struct *work)
 		n++;
 	}
 	more = ferrite_rs_qp_run(qp->rs, FERRITE_TX_BUDGET);
-	if ((more || !skb_queue_empty(&qp->rxq)) && !READ_ONCE(qp->dying))
+	return (more || !skb_queue_empty(&qp->rxq)) && !READ_ONCE(qp->dying);
+}
+
+static void ferrite_qp_work(struct work_struct *work)
+{
+	struct ferrite_qp *qp = container_of(work, struct ferrite_qp, work);
+
+	if (ferrite_qp_round(qp))
 		queue_work(ferrite_wq, &qp->work);
 }
 
@@ -541,7 +580,13 @@ int ferrite_post_send(struct ib_qp *ibqp, const struct ib_send_wr *wr,
 		return -EOPNOTSUPP;
 	}
 	ferrite_rs_qp_doorbell(qp->rs);
-	queue_work(ferrite_wq, &qp->work);
+	/*
+	 * The doorbell runs the QP in the caller's context: one round is cheaper
+	 * than waking a worker, and the caller is the one waiting for it.  What
+	 * the budgets leave goes to the work item.
+	 */
+	if (ferrite_qp_round(qp))
+		queue_work(ferrite_wq, &qp->work);
 	return 0;
 }
 

@@ -66,6 +66,15 @@ static int ferrite_query_device(struct ib_device *ibdev,
 	attr->local_ca_ack_delay = a.local_ca_ack_delay;
 	/* The engine executes atomics atomically with respect to each other. */
 	attr->atomic_cap = IB_ATOMIC_HCA;
+	/* IBTA 1.5 ATOMIC WRITE and FLUSH, where the tree can say so (Linux 6.2). */
+#ifdef HAVE_IB_DEVICE_ATOMIC_WRITE
+	if (a.cap_flags & FERRITE_DEV_CAP_ATOMIC_WRITE)
+		attr->device_cap_flags |= IB_DEVICE_ATOMIC_WRITE;
+#endif
+#ifdef HAVE_IB_DEVICE_FLUSH
+	if (a.cap_flags & FERRITE_DEV_CAP_FLUSH_GLOBAL)
+		attr->device_cap_flags |= IB_DEVICE_FLUSH_GLOBAL;
+#endif
 	/* "rdma link delete" may remove the device. */
 #ifdef HAVE_IBK_ALLOW_USER_UNREG
 	attr->kernel_cap_flags |= IBK_ALLOW_USER_UNREG;

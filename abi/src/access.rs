@@ -30,13 +30,17 @@ pub enum AccessError {
     Unsupported,
 }
 
-/// What ferrite's memory regions support.
+/// What ferrite's memory regions support.  FLUSH_GLOBAL lets a peer's IBTA 1.5
+/// FLUSH make the region's data globally visible; FLUSH_PERSISTENT would promise
+/// persistent memory, which ferrite never registers.  (Kernels before 6.2 refuse
+/// both bits before ferrite sees them.)
 pub const SUPPORTED: Access = Access::LOCAL_WRITE
     .union(Access::REMOTE_WRITE)
     .union(Access::REMOTE_READ)
     .union(Access::REMOTE_ATOMIC)
     .union(Access::ZERO_BASED)
     .union(Access::HUGETLB)
+    .union(Access::FLUSH_GLOBAL)
     .union(Access::RELAXED_ORDERING);
 
 /// Check raw access bits for a user memory registration.
@@ -72,7 +76,9 @@ mod tests {
         assert_eq!(validate(1 << 31), Err(AccessError::Invalid));
         assert_eq!(validate(Access::ON_DEMAND.bits()), Err(AccessError::Unsupported));
         assert_eq!(validate(Access::MW_BIND.bits()), Err(AccessError::Unsupported));
-        assert_eq!(validate(Access::FLUSH_GLOBAL.bits() | 1), Err(AccessError::Unsupported));
+        assert_eq!(validate(Access::FLUSH_PERSISTENT.bits() | 1), Err(AccessError::Unsupported));
+        assert!(validate(Access::FLUSH_GLOBAL.bits()).is_ok());
+        assert!(validate((Access::FLUSH_GLOBAL | Access::LOCAL_WRITE | Access::REMOTE_WRITE).bits()).is_ok());
         assert!(validate((Access::LOCAL_WRITE | Access::RELAXED_ORDERING).bits()).is_ok());
         assert!(validate((Access::LOCAL_WRITE | Access::ZERO_BASED).bits()).is_ok());
     }

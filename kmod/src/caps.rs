@@ -54,6 +54,11 @@ pub const LIMITS: Limits = Limits {
     page_size_cap: !0xfffu64,
 };
 
+/// What the engine serves beyond the basic verbs (FERRITE_DEV_CAP_*): IBTA 1.5's
+/// ATOMIC WRITE and FLUSH to global visibility.  Not FLUSH to persistence: no
+/// region of ferrite's is persistent memory.
+pub const CAP_FLAGS: u32 = crate::bindings::FERRITE_DEV_CAP_ATOMIC_WRITE | crate::bindings::FERRITE_DEV_CAP_FLUSH_GLOBAL;
+
 /// Port limits.
 pub const GID_TABLE_LEN: u32 = 1024;
 pub const PKEY_TABLE_LEN: u16 = 1;

@@ -56,6 +56,7 @@ mod k {
     pub unsafe fn ferrite_k_mr_atomic(_mr: *mut c_void, _off: u64, _op: u32, _a: u64, _b: u64) -> u64 {
         0
     }
+    pub unsafe fn ferrite_k_mr_flush(_mr: *mut c_void, _off: u64, _len: u64) {}
     pub unsafe fn ferrite_k_cq_post(_qp: *mut c_void, _recv: u8, _cqe: *const u8, _sol: u8) {}
     pub unsafe fn ferrite_k_qp_event(_qp: *mut c_void, _ev: u32) {}
     pub unsafe fn ferrite_k_qp_timer(_qp: *mut c_void, _deadline: u64) {}
@@ -107,6 +108,18 @@ struct KernelEnv<'a> {
     cookie: *mut c_void,
 }
 
+impl KernelEnv<'_> {
+    /// A referenced region for `key`: `range` (va, len) of it, or all of it.
+    fn resolve(&mut self, key: u32, pd: u64, range: Option<(u64, u64)>, need: Access) -> core::result::Result<Mem, KeyError> {
+        let mr = self.dev.mr_resolve(key, pd, range, need, |mr| {
+            // SAFETY: the cookie is a live region while it is in the table, and the
+            // table is locked while this runs.
+            unsafe { k::ferrite_k_mr_get(mr.cookie as *mut c_void) }
+        })?;
+        Ok(Mem { handle: mr.cookie, base: mr.iova, len: mr.length })
+    }
+}
+
 impl Env for KernelEnv<'_> {
     type Tx = KTx;
 
@@ -116,12 +129,11 @@ impl Env for KernelEnv<'_> {
     }
 
     fn mr_lookup(&mut self, key: u32, pd: u64, va: u64, len: u64, need: Access) -> core::result::Result<Mem, KeyError> {
-        let mr = self.dev.mr_resolve(key, pd, va, len, need, |mr| {
-            // SAFETY: the cookie is a live region while it is in the table, and the
-            // table is locked while this runs.
-            unsafe { k::ferrite_k_mr_get(mr.cookie as *mut c_void) }
-        })?;
-        Ok(Mem { handle: mr.cookie, base: mr.iova })
+        self.resolve(key, pd, Some((va, len)), need)
+    }
+
+    fn mr_lookup_region(&mut self, key: u32, pd: u64, need: Access) -> core::result::Result<Mem, KeyError> {
+        self.resolve(key, pd, None, need)
     }
 
     fn mr_release(&mut self, m: Mem) {
@@ -144,9 +156,16 @@ impl Env for KernelEnv<'_> {
         let (code, a, bv) = match op {
             AtomicOp::CmpSwap { compare, swap } => (b::FERRITE_ATOMIC_CMP_SWAP, compare, swap),
             AtomicOp::FetchAdd { add } => (b::FERRITE_ATOMIC_FETCH_ADD, add, 0),
+            AtomicOp::Write { value } => (b::FERRITE_ATOMIC_WRITE, value, 0),
         };
         // SAFETY: referenced region, 8 aligned bytes inside it (checked by the engine).
         unsafe { k::ferrite_k_mr_atomic(m.handle as *mut c_void, va - m.base, code, a, bv) }
+    }
+
+    fn mem_flush(&mut self, m: Mem, va: u64, len: u64) {
+        // SAFETY: referenced region; `va..va+len` lies inside it (checked by the
+        // engine and mr_resolve).
+        unsafe { k::ferrite_k_mr_flush(m.handle as *mut c_void, va - m.base, len) }
     }
 
     fn tx_alloc(&mut self, len: usize) -> Option<KTx> {

@@ -190,15 +190,15 @@ impl Device {
         self.mrs.lock().insert(MrInfo { start, length, iova, access, pd, cookie })
     }
 
-    /// Resolve `key` for `len` bytes at `va` (the region's iova space) with rights
-    /// `need` in protection domain `pd`; `get` takes a reference on the region's
-    /// memory while the table is locked, so a concurrent dereg cannot free it.
+    /// Resolve `key` for `range`, `len` bytes at `va` (the region's iova space), or
+    /// for the whole region when `None`, with rights `need` in protection domain
+    /// `pd`; `get` takes a reference on the region's memory while the table is
+    /// locked, so a concurrent dereg cannot free it.
     pub fn mr_resolve(
         &self,
         key: u32,
         pd: u64,
-        va: u64,
-        len: u64,
+        range: Option<(u64, u64)>,
         need: ferrite_abi::access::Access,
         get: impl FnOnce(&MrInfo),
     ) -> core::result::Result<MrInfo, crate::engine::KeyError> {
@@ -208,9 +208,11 @@ impl Device {
         if mr.pd != pd {
             return Err(KeyError::WrongPd);
         }
-        let end = va.checked_add(len).ok_or(KeyError::Bounds)?;
-        if va < mr.iova || end > mr.iova.saturating_add(mr.length) {
-            return Err(KeyError::Bounds);
+        if let Some((va, len)) = range {
+            let end = va.checked_add(len).ok_or(KeyError::Bounds)?;
+            if va < mr.iova || end > mr.iova.saturating_add(mr.length) {
+                return Err(KeyError::Bounds);
+            }
         }
         if !mr.access.contains(need) {
             return Err(KeyError::Rights);

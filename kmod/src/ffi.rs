@@ -163,6 +163,8 @@ pub unsafe extern "C" fn ferrite_rs_dev_query(dev: *const c_void, out: *mut b::f
         max_pkeys: l.max_pkeys,
         local_ca_ack_delay: l.local_ca_ack_delay,
         pad: 0,
+        cap_flags: caps::CAP_FLAGS,
+        reserved: 0,
     };
     // SAFETY: `out` is writable (function contract).
     unsafe { out.write(a) };
@@ -346,6 +348,7 @@ mod tests {
             assert_eq!(a.node_guid.to_ne_bytes(), [0x50, 0x54, 0, 0xff, 0xfe, 0xaa, 0xbb, 0xcc]);
             assert_eq!(a.max_pd, LIMITS.max_pd);
             assert_eq!(a.vendor_id, 0xff_ffff);
+            assert_eq!(a.cap_flags, b::FERRITE_DEV_CAP_ATOMIC_WRITE | b::FERRITE_DEV_CAP_FLUSH_GLOBAL);
 
             let st = b::ferrite_netdev_state { mtu: 9000, running: 1, carrier: 1, pad: [0; 2] };
             let mut p = b::ferrite_port_attr::default();

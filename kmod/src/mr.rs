@@ -176,6 +176,9 @@ mod tests {
         assert_eq!(MrTable::check((1 << 40) + 1, 1, 1 << 40), Err(Error::EINVAL));
         assert_eq!(MrTable::check(1, 2, 1 << 40), Err(Error::EINVAL));
         assert_eq!(MrTable::check(1, 1 << 6, 1 << 40), Err(Error::EOPNOTSUPP));
+        // IBTA 1.5 FLUSH: to global visibility yes, to persistence no.
+        assert_eq!(MrTable::check(1, 1 << 8 | 1, 1 << 40), Ok(Access::FLUSH_GLOBAL | Access::LOCAL_WRITE));
+        assert_eq!(MrTable::check(1, 1 << 9 | 1, 1 << 40), Err(Error::EOPNOTSUPP));
         assert_eq!(MrTable::check(1, 7, 1 << 40), Ok(Access::LOCAL_WRITE | Access::REMOTE_WRITE | Access::REMOTE_READ));
     }
 }

@@ -18,11 +18,11 @@ use core::ops::Range;
 
 use bitflags::bitflags;
 
-use crate::wire::{aeth, atomic, bth, deth, ieth, immdt, reth};
+use crate::wire::{aeth, atomic, bth, deth, feth, ieth, immdt, reth};
 
 /// Length of the FLUSH Extended Transport Header (FETH): one 32-bit word whose bits
-/// 3-0 are the placement type and bits 5-4 the selectivity level.
-pub const FETH_LEN: usize = 4;
+/// 3-0 are the placement type and bits 5-4 the selectivity level (see [`feth`]).
+pub const FETH_LEN: usize = feth::HEADER_LEN;
 
 /// The payload of an ATOMIC WRITE: exactly 8 bytes.
 pub const ATOMIC_WRITE_LEN: usize = 8;

@@ -2,8 +2,10 @@
 //! completions out.
 //!
 //! WQEs complete strictly in order.  An ACK acknowledges every PSN up to its own
-//! (coalescing: one ACK may complete many WQEs); a READ response or an atomic
-//! acknowledgement also acknowledges everything before it.  A sequence NAK or a
+//! (coalescing: one ACK may complete many WQEs, ATOMIC WRITEs and FLUSHes among
+//! them); a READ response or an atomic acknowledgement also acknowledges everything
+//! before it.  An ATOMIC WRITE or a FLUSH is answered with an RDMA READ RESPONSE
+//! ONLY without payload, as rxe answers them.  A sequence NAK or a
 //! retransmit timeout rewinds the requester (go-back-N) and costs one of
 //! `retry_cnt`; an RNR NAK waits its timer and costs one of `rnr_retry` (7 is
 //! infinite for both); other NAKs complete the WQE with the matching error, and
@@ -13,16 +15,12 @@ use ferrite_abi::access::Access;
 use ferrite_abi::wq::opcode as wop;
 
 use super::packet::Rx;
-use super::qp::{retrans_ns, wc, Qp, QpState, SendState};
+use super::qp::{is_rd_atomic, retrans_ns, returns_data, wc, Qp, QpState, SendState};
 use super::{psn, Counters, Env};
 use crate::opcode::op;
 use crate::wire::aeth::{self, NakCode, Syndrome};
 
 impl Qp {
-    fn is_rd(opcode: u32) -> bool {
-        matches!(opcode, wop::RDMA_READ | wop::ATOMIC_CMP_AND_SWP | wop::ATOMIC_FETCH_AND_ADD)
-    }
-
     /// Complete, in order, every WQE wholly acknowledged by PSN `p` (inclusive when
     /// `inclusive`), up to the first READ or atomic, which only its response
     /// completes.  Returns the index of the first WQE not completed.
@@ -30,7 +28,7 @@ impl Qp {
         while self.s_head != self.s_tail {
             let i = self.s_head;
             let e = self.entries[self.slot(i)];
-            if e.state != SendState::Started || Self::is_rd(e.wqe.opcode) {
+            if e.state != SendState::Started || returns_data(e.wqe.opcode) {
                 break;
             }
             let covered = if inclusive { !psn::before(p, e.last_psn) } else { psn::before(e.last_psn, p) };
@@ -40,6 +38,9 @@ impl Qp {
             }
             self.complete_send(env, i, wc::SUCCESS);
             self.s_head = i.wrapping_add(1);
+            if is_rd_atomic(e.wqe.opcode) {
+                self.rd_outstanding = self.rd_outstanding.saturating_sub(1);
+            }
             let next = psn::add(e.last_psn, 1);
             if psn::before(self.una, next) {
                 self.una = next;
@@ -88,7 +89,7 @@ impl Qp {
             let i = self.s_head;
             self.complete_send(env, i, status);
             self.s_head = i.wrapping_add(1);
-            if Self::is_rd(self.entries[self.slot(i)].wqe.opcode) {
+            if is_rd_atomic(self.entries[self.slot(i)].wqe.opcode) {
                 self.rd_outstanding = self.rd_outstanding.saturating_sub(1);
             }
         }
@@ -118,7 +119,7 @@ impl Qp {
                         // An ACK past a READ or atomic whose response never came.
                         if self.s_head != self.s_tail {
                             let e = self.entries[self.slot(self.s_head)];
-                            if e.state == SendState::Started && Self::is_rd(e.wqe.opcode) && !psn::before(p, e.last_psn) {
+                            if e.state == SendState::Started && returns_data(e.wqe.opcode) && !psn::before(p, e.last_psn) {
                                 self.retry(env, e.first_psn, false);
                                 return;
                             }
@@ -128,6 +129,7 @@ impl Qp {
                     Syndrome::RnrNak { timer } => {
                         Counters::bump(&env.counters().rnr_naks_rcvd);
                         self.ack_upto(env, p, false);
+                        let p = self.resume_point(p);
                         self.progress(env, p);
                         self.retrans_deadline = None;
                         let before = self.state;
@@ -139,6 +141,7 @@ impl Qp {
                     Syndrome::Nak(NakCode::PsnSeqError) => {
                         Counters::bump(&env.counters().seq_naks_rcvd);
                         self.ack_upto(env, p, false);
+                        let p = self.resume_point(p);
                         self.progress(env, p);
                         self.retry(env, p, false);
                     }
@@ -163,6 +166,25 @@ impl Qp {
         }
     }
 
+    /// Where to send again from after a NAK for `p`, which acknowledged what came
+    /// before it: `p`, unless a READ or atomic before `p` still waits for (part of)
+    /// its response, which was lost: then from the first response missing.
+    fn resume_point(&self, p: u32) -> u32 {
+        if self.s_head == self.s_tail {
+            return p;
+        }
+        let e = self.entries[self.slot(self.s_head)];
+        if e.state != SendState::Started || !returns_data(e.wqe.opcode) || !psn::before(e.first_psn, p) {
+            return p;
+        }
+        let missing = if psn::before(self.una, e.first_psn) { e.first_psn } else { self.una };
+        if psn::before(missing, p) {
+            missing
+        } else {
+            p
+        }
+    }
+
     /// The READ at the head for response PSN `p`, after acknowledging what precedes it.
     fn head_rd<E: Env>(&mut self, env: &mut E, p: u32) -> Option<u32> {
         self.ack_upto(env, p, false);
@@ -171,7 +193,7 @@ impl Qp {
         }
         let i = self.s_head;
         let e = self.entries[self.slot(i)];
-        if e.state != SendState::Started || !Self::is_rd(e.wqe.opcode) {
+        if e.state != SendState::Started || !is_rd_atomic(e.wqe.opcode) {
             return None;
         }
         if psn::before(p, e.first_psn) || psn::before(e.last_psn, p) {
@@ -191,9 +213,13 @@ impl Qp {
         }
         let Some(i) = self.head_rd(env, p) else { return };
         let e = self.entries[self.slot(i)];
-        if e.wqe.opcode != wop::RDMA_READ {
-            self.error_head(env, wc::BAD_RESP_ERR);
-            return;
+        match e.wqe.opcode {
+            wop::RDMA_READ => {}
+            wop::ATOMIC_WRITE | wop::FLUSH => return self.done_response(env, rx, i),
+            _ => {
+                self.error_head(env, wc::BAD_RESP_ERR);
+                return;
+            }
         }
         if p != self.una {
             // Responses were lost in between: ask again from the oldest missing one.
@@ -228,6 +254,22 @@ impl Qp {
         self.progress(env, psn::add(p, 1));
     }
 
+    /// The answer to the ATOMIC WRITE or FLUSH `i` at the head: an RDMA READ
+    /// RESPONSE ONLY with an ACK syndrome and no payload, at its PSN.
+    fn done_response<E: Env>(&mut self, env: &mut E, rx: &Rx, i: u32) {
+        let p = rx.bth.psn;
+        let e = self.entries[self.slot(i)];
+        let acked = rx.aeth.is_some_and(|a| matches!(Syndrome::from_u8(a.syndrome), Syndrome::Ack { .. }));
+        if rx.bth.opcode != op::RC_RDMA_READ_RESPONSE_ONLY || !rx.payload.is_empty() || p != e.first_psn || !acked {
+            self.error_head(env, wc::BAD_RESP_ERR);
+            return;
+        }
+        self.complete_send(env, i, wc::SUCCESS);
+        self.s_head = i.wrapping_add(1);
+        self.rd_outstanding = self.rd_outstanding.saturating_sub(1);
+        self.progress(env, psn::add(p, 1));
+    }
+
     fn atomic_ack<E: Env>(&mut self, env: &mut E, rx: &Rx) {
         let p = rx.bth.psn;
         if psn::before(p, self.una) {
@@ -236,7 +278,7 @@ impl Qp {
         let Some(i) = self.head_rd(env, p) else { return };
         let e = self.entries[self.slot(i)];
         let Some(ack) = rx.atomic_ack else { return };
-        if e.wqe.opcode == wop::RDMA_READ || p != e.first_psn {
+        if !matches!(e.wqe.opcode, wop::ATOMIC_CMP_AND_SWP | wop::ATOMIC_FETCH_AND_ADD) || p != e.first_psn {
             self.error_head(env, wc::BAD_RESP_ERR);
             return;
         }

@@ -90,6 +90,8 @@ pub struct Mem {
     pub handle: u64,
     /// The address (in the key's iova space) of the region's first byte.
     pub base: u64,
+    /// The region's length in bytes.
+    pub len: u64,
 }
 
 /// Why a key does not grant an access.
@@ -110,6 +112,10 @@ pub enum KeyError {
 pub enum AtomicOp {
     CmpSwap { compare: u64, swap: u64 },
     FetchAdd { add: u64 },
+    /// IBTA 1.5 ATOMIC WRITE: one aligned 64-bit store of `value` (the 8 payload
+    /// bytes as they came, in memory order), ordered after every earlier write
+    /// (a release store); returns nothing of use (0).
+    Write { value: u64 },
 }
 
 /// Which of the QP's completion queues.
@@ -218,12 +224,18 @@ pub trait Env {
     /// Resolve `key` for `len` bytes at `va` with rights `need`, in protection domain
     /// `pd`.  A region returned stays valid until [`Env::mr_release`].
     fn mr_lookup(&mut self, key: u32, pd: u64, va: u64, len: u64, need: Access) -> Result<Mem, KeyError>;
+    /// Resolve `key` for its whole region (no range to check: a FLUSH of the memory
+    /// region), with rights `need`, in protection domain `pd`.
+    fn mr_lookup_region(&mut self, key: u32, pd: u64, need: Access) -> Result<Mem, KeyError>;
     fn mr_release(&mut self, m: Mem);
     /// Copy bytes out of / into a resolved region; `va..va+len` was checked.
     fn mem_read(&mut self, m: Mem, va: u64, dst: &mut [u8]);
     fn mem_write(&mut self, m: Mem, va: u64, src: &[u8]);
     /// Execute an atomic on the 8 aligned bytes at `va`; returns the original value.
     fn mem_atomic(&mut self, m: Mem, va: u64, op: AtomicOp) -> u64;
+    /// FLUSH: make every byte placed so far in `va..va+len` of a resolved region
+    /// (checked) globally visible before the engine answers.
+    fn mem_flush(&mut self, m: Mem, va: u64, len: u64);
 
     /// A buffer for a packet of `len` bytes (transport headers to ICRC), or None
     /// when memory is short (the engine retries later).

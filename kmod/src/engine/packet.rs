@@ -7,7 +7,7 @@
 //! version, the headers the opcode table says are there, and (when asked) the ICRC.
 
 use crate::opcode::{self, OpInfo};
-use crate::wire::{aeth, atomic, bth, ieth, immdt, reth};
+use crate::wire::{aeth, atomic, bth, feth, ieth, immdt, reth};
 
 /// Why a received packet was dropped before it reached a QP.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -35,6 +35,7 @@ pub struct Rx<'a> {
     pub atomic_ack: Option<atomic::AtomicAckRepr>,
     pub imm: Option<u32>,
     pub ieth: Option<u32>,
+    pub feth: Option<feth::Repr>,
     pub payload: &'a [u8],
 }
 
@@ -139,7 +140,11 @@ pub fn parse<'a>(ip: &'a [u8], crc: Option<&dyn crate::wire::icrc::Crc32>) -> Re
         Some(h) => Some(ieth::Repr::parse(&ieth::Packet::new_unchecked(h)).map_err(|_| Drop::Malformed)?.rkey),
         None => None,
     };
-    Ok(Rx { v6, sgid, dgid, bth: b, info, reth, aeth, atomic, atomic_ack, imm, ieth, payload })
+    let feth = match at(info.feth_offset(), feth::HEADER_LEN) {
+        Some(h) => Some(feth::Repr::parse(&feth::Packet::new_unchecked(h)).map_err(|_| Drop::Malformed)?),
+        None => None,
+    };
+    Ok(Rx { v6, sgid, dgid, bth: b, info, reth, aeth, atomic, atomic_ack, imm, ieth, feth, payload })
 }
 
 /// The extension headers of a packet to build.
@@ -150,6 +155,7 @@ pub struct Ext {
     pub atomic: Option<atomic::AtomicEthRepr>,
     pub atomic_ack: Option<atomic::AtomicAckRepr>,
     pub imm: Option<u32>,
+    pub feth: Option<feth::Repr>,
 }
 
 /// Bytes of a packet with `payload` bytes for opcode `info`: headers, payload, pad, ICRC.
@@ -180,6 +186,9 @@ pub fn emit(buf: &mut [u8], info: &OpInfo, b: &bth::Repr, ext: &Ext) -> usize {
     }
     if let (Some(o), Some(r)) = (info.atomic_ack_offset(), ext.atomic_ack) {
         r.emit(&mut atomic::AtomicAckPacket::new_unchecked(&mut buf[o..o + atomic::ATOMIC_ACK_ETH_LEN]));
+    }
+    if let (Some(o), Some(r)) = (info.feth_offset(), ext.feth) {
+        r.emit(&mut feth::Packet::new_unchecked(&mut buf[o..o + feth::HEADER_LEN]));
     }
     if let (Some(o), Some(imm)) = (info.immdt_offset(), ext.imm) {
         immdt::Repr { imm }.emit(&mut immdt::Packet::new_unchecked(&mut buf[o..o + immdt::HEADER_LEN]));

@@ -124,6 +124,11 @@ pub struct QpConfig {
     pub port_mtu: u8,
 }
 
+/// The QP access flags ferrite knows: IB_ACCESS_REMOTE_WRITE, _READ and _ATOMIC
+/// (and LOCAL_WRITE, which the verbs allow here), and IBTA 1.5's
+/// IB_ACCESS_FLUSH_GLOBAL and _PERSISTENT, which let the peer FLUSH.
+pub const QP_ACCESS_FLAGS: u32 = 0xf | 1 << 8 | 1 << 9;
+
 /// Packets in flight past the oldest unacknowledged PSN, at most.
 pub const WINDOW: u32 = 256;
 /// Ask for an ACK at least every this many packets of a long message.
@@ -149,13 +154,31 @@ pub(crate) struct SendEntry {
     pub signaled: bool,
     /// Bytes of READ response data placed so far.
     pub read_placed: u32,
+    /// The completion status of a WQE refused when it was copied (0: none); the
+    /// flush that follows completes it with this.
+    pub error: u32,
 }
 
-/// The responder's memory of a READ or atomic, for duplicates.
+/// What a responder resource remembers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) enum ResKind {
+    /// An RDMA READ: executed again from the PSN a duplicate asks for.
+    #[default]
+    Read,
+    /// COMPARE SWAP or FETCH ADD: answered again from `orig`, never executed twice.
+    Atomic,
+    /// ATOMIC WRITE: acknowledged again, never executed twice (a later write to the
+    /// same 8 bytes must not be undone).
+    AtomicWrite,
+    /// FLUSH: acknowledged again (flushing twice would be harmless, but it is done).
+    Flush,
+}
+
+/// The responder's memory of a READ, atomic, ATOMIC WRITE or FLUSH, for duplicates.
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct Resource {
     pub valid: bool,
-    pub atomic: bool,
+    pub kind: ResKind,
     pub first_psn: u32,
     pub last_psn: u32,
     pub va: u64,
@@ -175,6 +198,27 @@ pub(crate) struct ReadReply {
     /// Offset of the next packet's payload.
     pub offset: u32,
 }
+
+/// A response the responder owes, in PSN order.  Everything the responder sends
+/// goes out in the order of the requests it answers: READ response data, atomic
+/// acknowledgements, the empty READ RESPONSE ONLY that answers an ATOMIC WRITE or a
+/// FLUSH (as rxe answers them), and an ACK or NAK that came due behind them.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Reply {
+    Read(ReadReply),
+    /// ATOMIC ACKNOWLEDGE of PSN `psn` with the original value.
+    Atomic { psn: u32, orig: u64, msn: u32 },
+    /// RDMA READ RESPONSE ONLY with no payload: ATOMIC WRITE or FLUSH done.
+    Done { psn: u32, msn: u32 },
+    /// ACKNOWLEDGE with `syndrome` (an ACK, or a sequence or RNR NAK).
+    Ack { psn: u32, syndrome: u8, msn: u32 },
+}
+
+/// Responses a QP may owe at once: READs and atomics up to the device's
+/// max_qp_rd_atom, as many ATOMIC WRITEs and FLUSHes, and ACKs between them.
+/// Room is reserved at creation; a request that would need more is dropped
+/// unanswered (as if lost: the requester sends it again).
+pub(crate) const REPLY_SLOTS: usize = 4 * LIMITS.max_qp_rd_atom as usize;
 
 /// An incoming message being placed.
 #[derive(Clone, Copy, Debug)]
@@ -240,10 +284,11 @@ pub struct Qp {
     pub(crate) uc_dropping: bool,
     pub(crate) resources: Vec<Resource>,
     pub(crate) res_next: usize,
-    /// READs being answered, oldest first (at most `max_dest_rd_atomic`; room for
-    /// the device maximum is reserved at creation).
-    pub(crate) read_replies: alloc::collections::VecDeque<ReadReply>,
-    /// Packets of READ responses the responder owes (bounded per run).
+    /// Responses owed, oldest first (at most [`REPLY_SLOTS`], reserved at creation;
+    /// READs among them at most `max_dest_rd_atomic`).
+    pub(crate) replies: alloc::collections::VecDeque<Reply>,
+    /// The ACK (or sequence/RNR NAK) owed for the newest request: PSN and syndrome.
+    /// Coalesced; it goes out after every reply queued before it.
     pub(crate) pending_ack: Option<(u32, u8)>,
 }
 
@@ -272,6 +317,7 @@ impl Qp {
             last_psn: 0,
             signaled: false,
             read_placed: 0,
+            error: 0,
         };
         entries.resize(slots, blank);
         let mut bodies = Vec::new();
@@ -281,8 +327,8 @@ impl Qp {
         recv_body.try_reserve_exact(rg.stride as usize).map_err(|_| Error::ENOMEM)?;
         recv_body.resize(rg.stride as usize, 0);
         let nres = LIMITS.max_qp_rd_atom as usize;
-        let mut read_replies = alloc::collections::VecDeque::new();
-        read_replies.try_reserve_exact(nres).map_err(|_| Error::ENOMEM)?;
+        let mut replies = alloc::collections::VecDeque::new();
+        replies.try_reserve_exact(REPLY_SLOTS).map_err(|_| Error::ENOMEM)?;
         let mut resources = Vec::new();
         resources.try_reserve_exact(nres).map_err(|_| Error::ENOMEM)?;
         resources.resize(nres, Resource::default());
@@ -327,7 +373,7 @@ impl Qp {
             uc_dropping: false,
             resources,
             res_next: 0,
-            read_replies,
+            replies,
             pending_ack: None,
         })
     }
@@ -408,7 +454,7 @@ impl Qp {
         if m & mask::MIN_RNR_TIMER != 0 && a.min_rnr_timer > 31 {
             return Err(Error::EINVAL);
         }
-        if m & mask::ACCESS_FLAGS != 0 && a.access_flags & !0xf != 0 {
+        if m & mask::ACCESS_FLAGS != 0 && a.access_flags & !QP_ACCESS_FLAGS != 0 {
             return Err(Error::EINVAL);
         }
         if m & mask::DEST_QPN != 0 && a.dest_qp_num > psn::MASK {
@@ -517,7 +563,7 @@ impl Qp {
         self.inbound = Inbound::Idle;
         self.recv_valid = false;
         self.uc_dropping = false;
-        self.read_replies.clear();
+        self.replies.clear();
         self.pending_ack = None;
         self.nak_sent = false;
         self.msn = 0;
@@ -574,7 +620,8 @@ impl Qp {
         // Entries already copied, oldest first; the head may already carry an error.
         while self.s_head != self.s_tail {
             let i = self.s_head;
-            self.complete_send(env, i, wc::WR_FLUSH_ERR);
+            let refused = self.entries[self.slot(i)].error;
+            self.complete_send(env, i, if refused != 0 { refused } else { wc::WR_FLUSH_ERR });
             self.s_head = self.s_head.wrapping_add(1);
         }
         self.s_cur = self.s_head;
@@ -604,7 +651,7 @@ impl Qp {
             env.complete(CqSel::Recv, &cqe, false);
         }
         self.inbound = Inbound::Idle;
-        self.read_replies.clear();
+        self.replies.clear();
         self.pending_ack = None;
     }
 
@@ -674,11 +721,31 @@ pub mod wc {
     pub const OP_RDMA_READ: u32 = 2;
     pub const OP_COMP_SWAP: u32 = 3;
     pub const OP_FETCH_ADD: u32 = 4;
+    pub const OP_FLUSH: u32 = 8;
+    pub const OP_ATOMIC_WRITE: u32 = 9;
     pub const RECV: u32 = 128;
     pub const RECV_RDMA_WITH_IMM: u32 = 129;
 
     // enum ibv_wc_flags values.
     pub const WITH_IMM: u32 = 1 << 1;
+}
+
+/// Send opcodes that take a responder resource, count against `max_rd_atomic` and
+/// hold back a fenced WQE: RDMA READ, the two atomics, and IBTA 1.5's ATOMIC WRITE
+/// and FLUSH (rxe counts ATOMIC WRITE and not FLUSH; counting both is the safe side:
+/// the responder's replay cache then always still holds the answer to a retry).
+pub(crate) fn is_rd_atomic(op: u32) -> bool {
+    use ferrite_abi::wq::opcode as o;
+    matches!(op, o::RDMA_READ | o::ATOMIC_CMP_AND_SWP | o::ATOMIC_FETCH_AND_ADD | o::ATOMIC_WRITE | o::FLUSH)
+}
+
+/// Of those, the ones whose response carries data (READ data, an atomic's original
+/// value): only that response completes them, and an ACK past them means it was
+/// lost.  ATOMIC WRITE and FLUSH are answered with an empty READ RESPONSE ONLY,
+/// and an ACK of a later PSN acknowledges them too.
+pub(crate) fn returns_data(op: u32) -> bool {
+    use ferrite_abi::wq::opcode as o;
+    matches!(op, o::RDMA_READ | o::ATOMIC_CMP_AND_SWP | o::ATOMIC_FETCH_AND_ADD)
 }
 
 fn wc_opcode_for(op: u32) -> u32 {
@@ -689,6 +756,8 @@ fn wc_opcode_for(op: u32) -> u32 {
         o::RDMA_READ => wc::OP_RDMA_READ,
         o::ATOMIC_CMP_AND_SWP => wc::OP_COMP_SWAP,
         o::ATOMIC_FETCH_AND_ADD => wc::OP_FETCH_ADD,
+        o::ATOMIC_WRITE => wc::OP_ATOMIC_WRITE,
+        o::FLUSH => wc::OP_FLUSH,
         _ => wc::OP_SEND,
     }
 }
@@ -696,7 +765,8 @@ fn wc_opcode_for(op: u32) -> u32 {
 fn wc_byte_len(e: &SendEntry) -> u32 {
     use ferrite_abi::wq::opcode as o;
     match e.wqe.opcode {
-        o::ATOMIC_CMP_AND_SWP | o::ATOMIC_FETCH_AND_ADD => 8,
+        // ATOMIC WRITE: its 8 bytes; FLUSH: the length it asked for (as rxe reports).
+        o::ATOMIC_CMP_AND_SWP | o::ATOMIC_FETCH_AND_ADD | o::ATOMIC_WRITE => 8,
         _ => e.len,
     }
 }
@@ -737,7 +807,7 @@ impl Qp {
         self.timers(env);
         let mut budget = budget;
         self.flush_ack(env);
-        let more_reads = self.read_responder(env, &mut budget);
+        let more_reads = self.replier(env, &mut budget);
         let more_reqs = self.requester(env, &mut budget);
         self.flush_ack(env);
         if self.state == QpState::Err {

@@ -4,30 +4,45 @@
 //! assigns PSNs (a READ takes one per response packet it asks for), segments
 //! SENDs and WRITEs at the path MTU, asks for an ACK at the end of every message
 //! and every [`ACK_EVERY`] packets, keeps at most [`WINDOW`] packets unacknowledged
-//! and `max_rd_atomic` READs and atomics outstanding, honours fences, and arms the
-//! retransmit timer.  Retransmission is go-back-N: [`Qp::go_back`] rewinds the
+//! and `max_rd_atomic` READs, atomics, ATOMIC WRITEs and FLUSHes outstanding,
+//! honours fences, and arms the retransmit timer.  IBTA 1.5's ATOMIC WRITE is one
+//! packet, a RETH and the WQE's 8 bytes; FLUSH one packet, a FETH and a RETH.  Retransmission is go-back-N: [`Qp::go_back`] rewinds the
 //! transmit point to the WQE holding a PSN and the same loop sends again.
 
 use ferrite_abi::access::Access;
 use ferrite_abi::wq::{self, opcode as wop, send_flags, SendWqe};
 
 use super::packet::{self, Ext};
-use super::qp::{retrans_ns, wc, Qp, QpState, QpType, SendEntry, SendState, ACK_EVERY, WINDOW};
+use super::qp::{is_rd_atomic, retrans_ns, wc, Qp, QpState, QpType, SendEntry, SendState, ACK_EVERY, WINDOW};
 use super::{psn, Counters, Env, TxBuf};
 use crate::caps;
 use crate::opcode::{self, op};
-use crate::wire::{atomic, bth, reth};
+use crate::wire::{atomic, bth, feth, reth};
 
 /// Why a WQE copy is refused.
 fn check(qp: &Qp, w: &SendWqe, body: &[u8]) -> Result<u32, u32> {
-    let rc_only = matches!(
-        w.opcode,
-        wop::RDMA_READ | wop::ATOMIC_CMP_AND_SWP | wop::ATOMIC_FETCH_AND_ADD
-    );
+    let rc_only = is_rd_atomic(w.opcode);
     let ok = matches!(w.opcode, wop::SEND | wop::SEND_WITH_IMM | wop::RDMA_WRITE | wop::RDMA_WRITE_WITH_IMM)
         || (rc_only && qp.qp_type == QpType::Rc);
     if !ok {
         return Err(wc::LOC_QP_OP_ERR);
+    }
+    // ATOMIC WRITE and FLUSH read nothing of local memory: the 8 bytes of an ATOMIC
+    // WRITE travel in the WQE (`swap`), a FLUSH carries none.
+    if matches!(w.opcode, wop::ATOMIC_WRITE | wop::FLUSH) {
+        if w.num_sge != 0 || w.send_flags & send_flags::INLINE != 0 {
+            return Err(wc::LOC_QP_OP_ERR);
+        }
+        if w.opcode == wop::ATOMIC_WRITE {
+            return if w.remote_addr.is_multiple_of(8) { Ok(8) } else { Err(wc::LOC_LEN_ERR) };
+        }
+        // Type: global and/or persistent; level: range or region (ibv_wr_flush(3)).
+        let t = w.flush_type;
+        if t == 0 || t & !(feth::PLT_GLOBAL | feth::PLT_PERSISTENT) != 0 || w.flush_level > feth::SEL_MR {
+            return Err(wc::LOC_QP_OP_ERR);
+        }
+        // The RETH's DMA length is 32 bits.
+        return u32::try_from(w.compare_add).map_err(|_| wc::LOC_LEN_ERR);
     }
     let len: u64 = if w.send_flags & send_flags::INLINE != 0 {
         if w.inline_len > qp.max_inline || wq::SEND_WQE_HDR + w.inline_len as usize > body.len() {
@@ -83,12 +98,13 @@ impl Qp {
                 last_psn: 0,
                 signaled,
                 read_placed: 0,
+                error: 0,
             };
             self.s_tail = i.wrapping_add(1);
             if let Err(status) = checked {
                 // A WQE the provider should never have written: its own QP fails.
-                self.complete_send(env, i, status);
-                self.s_head = self.s_head.wrapping_add(0);
+                // The flush completes it with this status, after the WQEs before it.
+                self.entries[slot].error = status;
                 self.fail(env);
                 return;
             }
@@ -98,7 +114,7 @@ impl Qp {
     /// Packets a WQE takes: one per MTU of data (READ: of response data), at least one.
     fn npkts(&self, e: &SendEntry) -> u32 {
         match e.wqe.opcode {
-            wop::ATOMIC_CMP_AND_SWP | wop::ATOMIC_FETCH_AND_ADD => 1,
+            wop::ATOMIC_CMP_AND_SWP | wop::ATOMIC_FETCH_AND_ADD | wop::ATOMIC_WRITE | wop::FLUSH => 1,
             _ => e.len.div_ceil(self.mtu()).max(1),
         }
     }
@@ -113,7 +129,7 @@ impl Qp {
             }
             if !psn::before(e.last_psn, p) {
                 self.s_cur = i;
-                if matches!(e.wqe.opcode, wop::ATOMIC_CMP_AND_SWP | wop::ATOMIC_FETCH_AND_ADD) {
+                if self.npkts(e) == 1 && e.wqe.opcode != wop::RDMA_READ {
                     self.cur_offset = 0;
                     self.cur_psn = e.first_psn;
                 } else {
@@ -154,7 +170,7 @@ impl Qp {
             let i = self.s_cur;
             let slot = self.slot(i);
             let mut e = self.entries[slot];
-            let rd = matches!(e.wqe.opcode, wop::RDMA_READ | wop::ATOMIC_CMP_AND_SWP | wop::ATOMIC_FETCH_AND_ADD);
+            let rd = is_rd_atomic(e.wqe.opcode);
             if e.state == SendState::Queued {
                 if e.wqe.send_flags & send_flags::FENCE != 0 && self.rd_outstanding > 0 {
                     return false;
@@ -225,6 +241,15 @@ impl Qp {
                 let c = if cmp { op::RC_COMPARE_SWAP } else { op::RC_FETCH_ADD };
                 (c, 0, true, Ext { atomic: Some(a), ..Default::default() })
             }
+            wop::ATOMIC_WRITE => {
+                let r = reth::Repr { va: w.remote_addr, rkey: w.rkey, dma_len: 8 };
+                (op::RC_ATOMIC_WRITE, 8, true, Ext { reth: Some(r), ..Default::default() })
+            }
+            wop::FLUSH => {
+                let r = reth::Repr { va: w.remote_addr, rkey: w.rkey, dma_len: e.len };
+                let f = feth::Repr { placement_type: w.flush_type, selectivity: w.flush_level };
+                (op::RC_FLUSH, 0, true, Ext { reth: Some(r), feth: Some(f), ..Default::default() })
+            }
             _ => {
                 let off = self.cur_offset;
                 let pay = (e.len - off.min(e.len)).min(mtu);
@@ -272,7 +297,10 @@ impl Qp {
         let mut buf = env.tx_alloc(len).ok_or(None)?;
         let bytes = buf.bytes();
         let at = packet::emit(bytes, info, &b, &ext);
-        if pay > 0 {
+        if w.opcode == wop::ATOMIC_WRITE {
+            // The 8 bytes as the application gave them, in memory order.
+            bytes[at..at + 8].copy_from_slice(&w.swap.to_ne_bytes());
+        } else if pay > 0 {
             let dst = &mut bytes[at..at + pay as usize];
             self.gather(env, i, self.cur_offset, dst).map_err(Some)?;
         }

@@ -4,20 +4,28 @@
 //! RC: a PSN ahead of the expected one gets one sequence-error NAK (until the
 //! expected packet comes); one behind is a duplicate: SENDs and WRITEs are re-ACKed,
 //! READs are executed again from the PSN asked for, and atomics are answered from
-//! the replay cache, never executed twice.  A SEND with no receive posted gets an
-//! RNR NAK.  Keys, bounds and rights are checked before any byte is written, with
-//! the NAK the specification names; an invalid request or a remote access error
-//! moves the QP to ERR.  UC: a gap drops the message in progress, silently.
+//! the replay cache, never executed twice; so are IBTA 1.5's ATOMIC WRITE (whose
+//! replay must not undo a later write) and FLUSH.  A SEND with no receive posted
+//! gets an RNR NAK.  Keys, bounds and rights are checked before any byte is
+//! written, with the NAK the specification names; an invalid request or a remote
+//! access error moves the QP to ERR.  UC: a gap drops the message in progress,
+//! silently.
+//!
+//! Responses leave in the order of the requests they answer ([`Reply`]): READ
+//! data, atomic acknowledgements, the empty RDMA READ RESPONSE ONLY that answers an
+//! ATOMIC WRITE or a FLUSH (rxe's answer to both), and the ACK or NAK that came due
+//! behind them.  A requester may take a response for a later PSN as the
+//! acknowledgement of everything before it, so nothing overtakes a READ's data.
 
 use ferrite_abi::access::Access;
 
 use super::packet::{self, Ext, Rx};
-use super::qp::{wc, Inbound, Qp, QpState, QpType, ReadReply, Resource};
+use super::qp::{wc, Inbound, Qp, QpState, QpType, ReadReply, Reply, ResKind, Resource, REPLY_SLOTS};
 use super::{psn, AtomicOp, Counters, CqSel, Env, KeyError, TxBuf};
 use crate::caps;
 use crate::opcode::{self, op};
 use crate::wire::aeth::{self, NakCode, Syndrome};
-use crate::wire::{atomic, bth};
+use crate::wire::{atomic, bth, feth};
 
 /// Credit field of ACKs ferrite sends: "invalid credit count" (no flow control).
 const CREDITS: u8 = aeth::CREDITS_INVALID;
@@ -26,13 +34,16 @@ const CREDITS: u8 = aeth::CREDITS_INVALID;
 const QP_REMOTE_WRITE: u32 = 1 << 1;
 const QP_REMOTE_READ: u32 = 1 << 2;
 const QP_REMOTE_ATOMIC: u32 = 1 << 3;
+const QP_FLUSH_GLOBAL: u32 = 1 << 8;
+const QP_FLUSH_PERSISTENT: u32 = 1 << 9;
 
 enum Outcome {
     /// Done; ACK if asked.
     Ack,
-    /// Done, and the response was sent already (READ, atomic).
+    /// Done, and the response is queued (READ, atomic, ATOMIC WRITE, FLUSH).
     Responded,
-    /// Nothing more (UC drop, or a packet to ignore).
+    /// Nothing more (UC drop, a packet to ignore, or no room to answer it: dropped
+    /// as if lost, the requester sends it again).
     Silent,
     /// No receive WQE: RNR NAK, nothing consumed.
     Rnr,
@@ -47,9 +58,14 @@ impl Qp {
 
     /// Send an ACKNOWLEDGE carrying `syndrome` for PSN `p`.
     pub(crate) fn send_ack<E: Env>(&mut self, env: &mut E, p: u32, syndrome: u8) -> bool {
+        let msn = self.msn;
+        self.send_ack_msn(env, p, syndrome, msn)
+    }
+
+    fn send_ack_msn<E: Env>(&mut self, env: &mut E, p: u32, syndrome: u8, msn: u32) -> bool {
         let Some(info) = opcode::info(op::RC_ACKNOWLEDGE) else { return false };
         let b = self.resp_bth(op::RC_ACKNOWLEDGE, p, 0);
-        let ext = Ext { aeth: Some(aeth::Repr { syndrome, msn: self.msn }), ..Default::default() };
+        let ext = Ext { aeth: Some(aeth::Repr { syndrome, msn }), ..Default::default() };
         let Some(mut buf) = env.tx_alloc(packet::packet_len(info, 0)) else { return false };
         let bytes = buf.bytes();
         let at = packet::emit(bytes, info, &b, &ext);
@@ -94,14 +110,13 @@ impl Qp {
                 Counters::bump(&env.counters().seq_naks_sent);
                 let s = Syndrome::Nak(NakCode::PsnSeqError).to_u8();
                 let e = self.epsn;
-                self.pending_ack = None;
-                self.send_ack(env, e, s);
+                self.owe_ack(env, e, s);
             }
             return;
         }
         if d < 0 {
             Counters::bump(&env.counters().duplicate_requests);
-            self.duplicate(env, rx);
+            self.duplicate(rx);
             return;
         }
         self.nak_sent = false;
@@ -124,8 +139,7 @@ impl Qp {
             Outcome::Rnr => {
                 Counters::bump(&env.counters().rnr_naks_sent);
                 let s = Syndrome::RnrNak { timer: self.attr.min_rnr_timer }.to_u8();
-                self.pending_ack = None;
-                self.send_ack(env, p, s);
+                self.owe_ack(env, p, s);
             }
             Outcome::Nak(code, status) => {
                 self.pending_ack = None;
@@ -141,8 +155,11 @@ impl Qp {
         }
     }
 
-    /// Send the coalesced ACK, if one is owed.
+    /// Send the coalesced ACK, if one is owed and no reply queued before it is.
     pub(crate) fn flush_ack<E: Env>(&mut self, env: &mut E) {
+        if !self.replies.is_empty() {
+            return;
+        }
         if let Some((p, s)) = self.pending_ack {
             if self.send_ack(env, p, s) {
                 self.pending_ack = None;
@@ -150,11 +167,35 @@ impl Qp {
         }
     }
 
-    fn duplicate<E: Env>(&mut self, env: &mut E, rx: &Rx) {
+    /// A NAK (sequence error, RNR) for `p`, which stands for every ACK owed before
+    /// it: now, or after the replies queued before it.
+    fn owe_ack<E: Env>(&mut self, env: &mut E, p: u32, syndrome: u8) {
+        self.pending_ack = Some((p, syndrome));
+        self.flush_ack(env);
+    }
+
+    /// Whether one more reply fits (behind the ACK owed, which is queued first).
+    fn reply_room(&self) -> bool {
+        self.replies.len() + 1 + usize::from(self.pending_ack.is_some()) <= REPLY_SLOTS
+    }
+
+    /// Queue `r` behind everything owed before it: the replies queued, then the ACK
+    /// owed for the requests in between.  The caller checked [`Qp::reply_room`].
+    fn queue_reply(&mut self, r: Reply) {
+        if !self.reply_room() {
+            return;
+        }
+        if let Some((psn, syndrome)) = self.pending_ack.take() {
+            self.replies.push_back(Reply::Ack { psn, syndrome, msn: self.msn });
+        }
+        self.replies.push_back(r);
+    }
+
+    fn duplicate(&mut self, rx: &Rx) {
         let p = rx.bth.psn;
         match rx.bth.opcode {
             op::RC_RDMA_READ_REQUEST => {
-                let Some(r) = self.find_resource(p, false) else {
+                let Some(r) = self.find_resource(p, ResKind::Read) else {
                     return;
                 };
                 // Answer again from the PSN asked for.
@@ -163,13 +204,31 @@ impl Qp {
                 if off > r.len && r.len != 0 {
                     return;
                 }
-                // The requester asks again from here: what it asked later comes again too.
-                self.read_replies.clear();
-                self.read_replies.push_back(ReadReply { va: r.va, rkey: r.rkey, len: r.len, first_psn: r.first_psn, offset: off });
+                // The requester asks again from here: what it asked later comes again
+                // too.  What it asked before stays owed.
+                while let Some(last) = self.replies.back() {
+                    if psn::before(reply_psn(last), r.first_psn) {
+                        break;
+                    }
+                    self.replies.pop_back();
+                }
+                if self.reply_room() {
+                    let rr = ReadReply { va: r.va, rkey: r.rkey, len: r.len, first_psn: r.first_psn, offset: off };
+                    self.queue_reply(Reply::Read(rr));
+                }
             }
             op::RC_COMPARE_SWAP | op::RC_FETCH_ADD => {
-                if let Some(r) = self.find_resource(p, true) {
-                    self.send_atomic_ack(env, p, r.orig);
+                if let Some(r) = self.find_resource(p, ResKind::Atomic) {
+                    let msn = self.msn;
+                    self.queue_reply(Reply::Atomic { psn: p, orig: r.orig, msn });
+                }
+            }
+            // Executed once; the answer is the same empty READ RESPONSE ONLY.
+            op::RC_ATOMIC_WRITE | op::RC_FLUSH => {
+                let kind = if rx.bth.opcode == op::RC_FLUSH { ResKind::Flush } else { ResKind::AtomicWrite };
+                if self.find_resource(p, kind).is_some() {
+                    let msn = self.msn;
+                    self.queue_reply(Reply::Done { psn: p, msn });
                 }
             }
             _ => {
@@ -180,10 +239,10 @@ impl Qp {
         }
     }
 
-    fn find_resource(&self, p: u32, atomic: bool) -> Option<Resource> {
+    fn find_resource(&self, p: u32, kind: ResKind) -> Option<Resource> {
         self.resources
             .iter()
-            .find(|r| r.valid && r.atomic == atomic && !psn::before(p, r.first_psn) && !psn::before(r.last_psn, p))
+            .find(|r| r.valid && r.kind == kind && !psn::before(p, r.first_psn) && !psn::before(r.last_psn, p))
             .copied()
     }
 
@@ -239,12 +298,15 @@ impl Qp {
                 // More READs outstanding than max_dest_rd_atomic allows: the
                 // requester broke its promise.
                 let limit = (self.attr.max_dest_rd_atomic as usize).clamp(1, self.resources.len());
-                if self.read_replies.len() >= limit {
+                if self.replies.iter().filter(|r| matches!(r, Reply::Read(_))).count() >= limit {
                     return Outcome::Nak(NakCode::InvalidRequest, wc::SUCCESS);
+                }
+                if !self.reply_room() {
+                    return Outcome::Silent;
                 }
                 self.remember(Resource {
                     valid: true,
-                    atomic: false,
+                    kind: ResKind::Read,
                     first_psn: p,
                     last_psn: psn::add(p, n - 1),
                     va: r.va,
@@ -253,7 +315,7 @@ impl Qp {
                     orig: 0,
                 });
                 self.msn = (self.msn + 1) & psn::MASK;
-                self.read_replies.push_back(ReadReply { va: r.va, rkey: r.rkey, len: r.dma_len, first_psn: p, offset: 0 });
+                self.queue_reply(Reply::Read(ReadReply { va: r.va, rkey: r.rkey, len: r.dma_len, first_psn: p, offset: 0 }));
                 Outcome::Responded
             }
             19 | 20 => {
@@ -263,6 +325,9 @@ impl Qp {
                 }
                 if a.va % 8 != 0 {
                     return Outcome::Nak(NakCode::InvalidRequest, wc::SUCCESS);
+                }
+                if !self.reply_room() {
+                    return Outcome::Silent;
                 }
                 let m = match env.mr_lookup(a.rkey, self.pd, a.va, 8, Access::REMOTE_ATOMIC) {
                     Ok(m) => m,
@@ -276,13 +341,102 @@ impl Qp {
                 let orig = env.mem_atomic(m, a.va, opr);
                 env.mr_release(m);
                 let p = rx.bth.psn;
-                self.remember(Resource { valid: true, atomic: true, first_psn: p, last_psn: p, va: a.va, rkey: a.rkey, len: 8, orig });
+                self.remember(Resource { valid: true, kind: ResKind::Atomic, first_psn: p, last_psn: p, va: a.va, rkey: a.rkey, len: 8, orig });
                 self.msn = (self.msn + 1) & psn::MASK;
-                self.send_atomic_ack(env, p, orig);
+                let msn = self.msn;
+                self.queue_reply(Reply::Atomic { psn: p, orig, msn });
                 Outcome::Responded
             }
+            0x1c => self.flush_request(env, rx),
+            0x1d => self.atomic_write(env, rx),
             _ => Outcome::Nak(NakCode::InvalidRequest, wc::SUCCESS),
         }
+    }
+
+    /// IBTA 1.5 ATOMIC WRITE: 8 bytes stored at once, at an aligned address, after
+    /// everything before it.  Rights as rxe asks them: REMOTE_WRITE on the QP and
+    /// on the region (IBTA oA19-28; it writes, it returns nothing).
+    fn atomic_write<E: Env>(&mut self, env: &mut E, rx: &Rx) -> Outcome {
+        let Some(r) = rx.reth else { return Outcome::Nak(NakCode::InvalidRequest, wc::SUCCESS) };
+        if self.attr.access_flags & QP_REMOTE_WRITE == 0 {
+            return Outcome::Nak(NakCode::RemoteAccessError, wc::SUCCESS);
+        }
+        if !self.reply_room() {
+            return Outcome::Silent;
+        }
+        let m = match env.mr_lookup(r.rkey, self.pd, r.va, r.dma_len as u64, Access::REMOTE_WRITE) {
+            Ok(m) => m,
+            Err(e) => return Self::key_nak(e),
+        };
+        // Exactly 8 bytes of payload, no pad, and an aligned target.
+        let Ok(value) = <[u8; 8]>::try_from(rx.payload) else {
+            env.mr_release(m);
+            return Outcome::Nak(NakCode::InvalidRequest, wc::SUCCESS);
+        };
+        if r.dma_len != 8 || rx.bth.pad_count != 0 || r.va % 8 != 0 {
+            env.mr_release(m);
+            return Outcome::Nak(NakCode::InvalidRequest, wc::SUCCESS);
+        }
+        // The bytes land as they came off the wire, as rxe stores them.
+        env.mem_atomic(m, r.va, AtomicOp::Write { value: u64::from_ne_bytes(value) });
+        env.mr_release(m);
+        let p = rx.bth.psn;
+        self.remember(Resource { valid: true, kind: ResKind::AtomicWrite, first_psn: p, last_psn: p, va: r.va, rkey: r.rkey, len: 8, orig: 0 });
+        self.msn = (self.msn + 1) & psn::MASK;
+        let msn = self.msn;
+        self.queue_reply(Reply::Done { psn: p, msn });
+        Outcome::Responded
+    }
+
+    /// IBTA 1.5 FLUSH: what was placed before it in the RETH's range (selectivity
+    /// 0) or in the whole region (1) is made visible to everyone (placement type
+    /// global) or durable (persistent) before the answer goes.  The QP and the
+    /// region must allow each placement type asked for (IB_ACCESS_FLUSH_GLOBAL,
+    /// _PERSISTENT).  ferrite's regions are never persistent memory: it registers
+    /// none with FLUSH_PERSISTENT, so such a FLUSH gets a remote access error.
+    fn flush_request<E: Env>(&mut self, env: &mut E, rx: &Rx) -> Outcome {
+        let (Some(r), Some(f)) = (rx.reth, rx.feth) else {
+            return Outcome::Nak(NakCode::InvalidRequest, wc::SUCCESS);
+        };
+        let plt = f.placement_type;
+        if plt == 0 || plt & !(feth::PLT_GLOBAL | feth::PLT_PERSISTENT) != 0 || f.selectivity > feth::SEL_MR {
+            return Outcome::Nak(NakCode::InvalidRequest, wc::SUCCESS);
+        }
+        let (mut qp_need, mut need) = (0, Access::empty());
+        if plt & feth::PLT_GLOBAL != 0 {
+            qp_need |= QP_FLUSH_GLOBAL;
+            need |= Access::FLUSH_GLOBAL;
+        }
+        if plt & feth::PLT_PERSISTENT != 0 {
+            qp_need |= QP_FLUSH_PERSISTENT;
+            need |= Access::FLUSH_PERSISTENT;
+        }
+        if self.attr.access_flags & qp_need != qp_need {
+            return Outcome::Nak(NakCode::RemoteAccessError, wc::SUCCESS);
+        }
+        if !self.reply_room() {
+            return Outcome::Silent;
+        }
+        let whole = f.selectivity == feth::SEL_MR;
+        let found = if whole {
+            // The region's own extent; the RETH's address and length do not count.
+            env.mr_lookup_region(r.rkey, self.pd, need)
+        } else {
+            env.mr_lookup(r.rkey, self.pd, r.va, r.dma_len as u64, need)
+        };
+        let m = match found {
+            Ok(m) => m,
+            Err(e) => return Self::key_nak(e),
+        };
+        let (va, len) = if whole { (m.base, m.len) } else { (r.va, r.dma_len as u64) };
+        env.mem_flush(m, va, len);
+        env.mr_release(m);
+        let p = rx.bth.psn;
+        self.remember(Resource { valid: true, kind: ResKind::Flush, first_psn: p, last_psn: p, va, rkey: r.rkey, len: r.dma_len, orig: 0 });
+        self.msn = (self.msn + 1) & psn::MASK;
+        let msn = self.msn;
+        self.queue_reply(Reply::Done { psn: p, msn });
+        Outcome::Responded
     }
 
     fn recv_send<E: Env>(&mut self, env: &mut E, rx: &Rx) -> Outcome {
@@ -423,15 +577,16 @@ impl Qp {
         Ok(())
     }
 
-    fn send_atomic_ack<E: Env>(&mut self, env: &mut E, p: u32, orig: u64) {
-        let Some(info) = opcode::info(op::RC_ATOMIC_ACKNOWLEDGE) else { return };
+    /// Send an ATOMIC ACKNOWLEDGE carrying `orig`; false without a buffer.
+    fn send_atomic_ack<E: Env>(&mut self, env: &mut E, p: u32, orig: u64, msn: u32) -> bool {
+        let Some(info) = opcode::info(op::RC_ATOMIC_ACKNOWLEDGE) else { return true };
         let b = self.resp_bth(op::RC_ATOMIC_ACKNOWLEDGE, p, 0);
         let ext = Ext {
-            aeth: Some(aeth::Repr { syndrome: Self::syndrome_ack(), msn: self.msn }),
+            aeth: Some(aeth::Repr { syndrome: Self::syndrome_ack(), msn }),
             atomic_ack: Some(atomic::AtomicAckRepr { orig }),
             ..Default::default()
         };
-        let Some(mut buf) = env.tx_alloc(packet::packet_len(info, 0)) else { return };
+        let Some(mut buf) = env.tx_alloc(packet::packet_len(info, 0)) else { return false };
         let bytes = buf.bytes();
         let at = packet::emit(bytes, info, &b, &ext);
         for x in bytes[at..].iter_mut() {
@@ -439,61 +594,103 @@ impl Qp {
         }
         env.tx_send(buf, &self.path);
         Counters::bump(&env.counters().sent_pkts);
+        true
     }
 
-    /// Send READ response packets owed, at most `budget`.  True if more remain.
-    pub(crate) fn read_responder<E: Env>(&mut self, env: &mut E, budget: &mut u32) -> bool {
-        while let Some(&r) = self.read_replies.front() {
+    /// Send the RDMA READ RESPONSE ONLY without payload that answers an ATOMIC
+    /// WRITE or a FLUSH of PSN `p` (rxe's send_read_response_ack); false without a
+    /// buffer.
+    fn send_done<E: Env>(&mut self, env: &mut E, p: u32, msn: u32) -> bool {
+        let Some(info) = opcode::info(op::RC_RDMA_READ_RESPONSE_ONLY) else { return true };
+        let b = self.resp_bth(op::RC_RDMA_READ_RESPONSE_ONLY, p, 0);
+        let ext = Ext { aeth: Some(aeth::Repr { syndrome: Self::syndrome_ack(), msn }), ..Default::default() };
+        let Some(mut buf) = env.tx_alloc(packet::packet_len(info, 0)) else { return false };
+        let bytes = buf.bytes();
+        let at = packet::emit(bytes, info, &b, &ext);
+        for x in bytes[at..].iter_mut() {
+            *x = 0;
+        }
+        env.tx_send(buf, &self.path);
+        Counters::bump(&env.counters().sent_pkts);
+        true
+    }
+
+    /// Send the replies owed, in order, at most `budget` packets.  True if more
+    /// remain.
+    pub(crate) fn replier<E: Env>(&mut self, env: &mut E, budget: &mut u32) -> bool {
+        while let Some(&front) = self.replies.front() {
             if *budget == 0 {
                 return true;
             }
-            let mtu = self.mtu();
-            let pay = (r.len - r.offset.min(r.len)).min(mtu);
-            let first = r.offset == 0;
-            let last = r.offset + pay >= r.len;
-            let code = match (first, last) {
-                (true, true) => op::RC_RDMA_READ_RESPONSE_ONLY,
-                (true, false) => op::RC_RDMA_READ_RESPONSE_FIRST,
-                (false, false) => op::RC_RDMA_READ_RESPONSE_MIDDLE,
-                (false, true) => op::RC_RDMA_READ_RESPONSE_LAST,
+            let sent = match front {
+                Reply::Read(r) => match self.read_packet(env, r) {
+                    Some(sent) => sent,
+                    None => return false, // the QP failed
+                },
+                Reply::Atomic { psn, orig, msn } => self.send_atomic_ack(env, psn, orig, msn),
+                Reply::Done { psn, msn } => self.send_done(env, psn, msn),
+                Reply::Ack { psn, syndrome, msn } => self.send_ack_msn(env, psn, syndrome, msn),
             };
-            let Some(info) = opcode::info(code) else { return false };
-            let p = psn::add(r.first_psn, r.offset / mtu);
-            let b = self.resp_bth(code, p, packet::pad_for(pay as usize) as u8);
-            let ext = Ext { aeth: Some(aeth::Repr { syndrome: Self::syndrome_ack(), msn: self.msn }), ..Default::default() };
-            let Some(mut buf) = env.tx_alloc(packet::packet_len(info, pay as usize)) else { return true };
-            let bytes = buf.bytes();
-            let at = packet::emit(bytes, info, &b, &ext);
-            if pay > 0 {
-                let va = r.va + r.offset as u64;
-                match env.mr_lookup(r.rkey, self.pd, va, pay as u64, Access::REMOTE_READ) {
-                    Ok(m) => {
-                        env.mem_read(m, va, &mut bytes[at..at + pay as usize]);
-                        env.mr_release(m);
-                    }
-                    Err(_) => {
-                        // The region went away under a READ: answer with a NAK.
-                        drop(buf);
-                        self.read_replies.clear();
-                        self.send_ack(env, p, Syndrome::Nak(NakCode::RemoteAccessError).to_u8());
-                        self.fail(env);
-                        return false;
-                    }
-                }
+            if !sent {
+                return true; // no buffer: try again soon
             }
-            for x in bytes[at + pay as usize..].iter_mut() {
-                *x = 0;
-            }
-            env.tx_send(buf, &self.path);
-            Counters::bump(&env.counters().sent_pkts);
             *budget -= 1;
-            if last {
-                self.read_replies.pop_front();
-            } else if let Some(front) = self.read_replies.front_mut() {
-                front.offset = r.offset + pay;
+            if !matches!(front, Reply::Read(_)) {
+                self.replies.pop_front();
             }
         }
         false
+    }
+
+    /// Send the next packet of the READ at the front of the replies, and move it on
+    /// (or off the queue, after its last).  Some(false) without a buffer; None when
+    /// the region went away and the QP failed.
+    fn read_packet<E: Env>(&mut self, env: &mut E, r: ReadReply) -> Option<bool> {
+        let mtu = self.mtu();
+        let pay = (r.len - r.offset.min(r.len)).min(mtu);
+        let first = r.offset == 0;
+        let last = r.offset + pay >= r.len;
+        let code = match (first, last) {
+            (true, true) => op::RC_RDMA_READ_RESPONSE_ONLY,
+            (true, false) => op::RC_RDMA_READ_RESPONSE_FIRST,
+            (false, false) => op::RC_RDMA_READ_RESPONSE_MIDDLE,
+            (false, true) => op::RC_RDMA_READ_RESPONSE_LAST,
+        };
+        let info = opcode::info(code)?;
+        let p = psn::add(r.first_psn, r.offset / mtu);
+        let b = self.resp_bth(code, p, packet::pad_for(pay as usize) as u8);
+        let ext = Ext { aeth: Some(aeth::Repr { syndrome: Self::syndrome_ack(), msn: self.msn }), ..Default::default() };
+        let Some(mut buf) = env.tx_alloc(packet::packet_len(info, pay as usize)) else { return Some(false) };
+        let bytes = buf.bytes();
+        let at = packet::emit(bytes, info, &b, &ext);
+        if pay > 0 {
+            let va = r.va + r.offset as u64;
+            match env.mr_lookup(r.rkey, self.pd, va, pay as u64, Access::REMOTE_READ) {
+                Ok(m) => {
+                    env.mem_read(m, va, &mut bytes[at..at + pay as usize]);
+                    env.mr_release(m);
+                }
+                Err(_) => {
+                    // The region went away under a READ: answer with a NAK.
+                    drop(buf);
+                    self.replies.clear();
+                    self.send_ack(env, p, Syndrome::Nak(NakCode::RemoteAccessError).to_u8());
+                    self.fail(env);
+                    return None;
+                }
+            }
+        }
+        for x in bytes[at + pay as usize..].iter_mut() {
+            *x = 0;
+        }
+        env.tx_send(buf, &self.path);
+        Counters::bump(&env.counters().sent_pkts);
+        if last {
+            self.replies.pop_front();
+        } else if let Some(Reply::Read(front)) = self.replies.front_mut() {
+            front.offset = r.offset + pay;
+        }
+        Some(true)
     }
 
     /// UC: no ACKs, no retries; a gap or an error drops the message in progress.
@@ -578,5 +775,13 @@ impl Qp {
             env.complete(CqSel::Recv, &cqe, rx.bth.solicited);
         }
         Outcome::Ack
+    }
+}
+
+/// The PSN a reply answers (a READ's first).
+fn reply_psn(r: &Reply) -> u32 {
+    match *r {
+        Reply::Read(rr) => rr.first_psn,
+        Reply::Atomic { psn, .. } | Reply::Done { psn, .. } | Reply::Ack { psn, .. } => psn,
     }
 }

@@ -39,6 +39,9 @@ struct Node {
     events: Vec<QpEvent>,
     counters: Counters,
     live_refs: i64,
+    /// ATOMIC WRITEs executed, and FLUSHes as (key, va, len).
+    atomic_writes: u32,
+    flushes: Vec<(u32, u64, u64)>,
 }
 
 impl TxBuf for Vec<u8> {
@@ -64,7 +67,14 @@ impl Env for Node {
             return Err(KeyError::Rights);
         }
         self.live_refs += 1;
-        Ok(Mem { handle: i as u64, base: r.va })
+        Ok(Mem { handle: i as u64, base: r.va, len: r.bytes.len() as u64 })
+    }
+    fn mr_lookup_region(&mut self, key: u32, pd: u64, need: Access) -> Result<Mem, KeyError> {
+        let (va, len) = {
+            let r = self.regions.iter().find(|r| r.key == key).ok_or(KeyError::Invalid)?;
+            (r.va, r.bytes.len() as u64)
+        };
+        self.mr_lookup(key, pd, va, len, need)
     }
     fn mr_release(&mut self, _m: Mem) {
         self.live_refs -= 1;
@@ -92,9 +102,20 @@ impl Env for Node {
                 }
             }
             AtomicOp::FetchAdd { add } => cur.wrapping_add(add),
+            AtomicOp::Write { value } => value,
         };
+        assert_eq!(va % 8, 0, "an atomic at an unaligned address");
         r.bytes[o..o + 8].copy_from_slice(&new.to_ne_bytes());
+        if matches!(op, AtomicOp::Write { .. }) {
+            self.atomic_writes += 1;
+            return 0;
+        }
         cur
+    }
+    fn mem_flush(&mut self, m: Mem, va: u64, len: u64) {
+        let r = &self.regions[m.handle as usize];
+        assert!(va >= r.va && va + len <= r.va + r.bytes.len() as u64, "FLUSH outside its region");
+        self.flushes.push((r.key, va, len));
     }
     fn tx_alloc(&mut self, len: usize) -> Option<Vec<u8>> {
         Some(vec![0xee; len])
@@ -186,7 +207,8 @@ impl Side {
         &self.env.regions.iter().find(|r| r.key == key).unwrap().bytes
     }
     fn connect(&mut self, me: u8, peer: u8, peer_qpn: u32, mtu: u8) {
-        let mut a = QpAttr { state: QpState::Init as u8, access_flags: 0xe, port_num: 1, ..Default::default() };
+        // REMOTE_WRITE, _READ, _ATOMIC and FLUSH_GLOBAL.
+        let mut a = QpAttr { state: QpState::Init as u8, access_flags: 0xe | 1 << 8, port_num: 1, ..Default::default() };
         self.qp.modify(&mut self.env, &a, mask::STATE | mask::ACCESS_FLAGS | mask::PORT | mask::PKEY_INDEX).unwrap();
         a.state = QpState::Rtr as u8;
         a.path_mtu = mtu;
@@ -340,7 +362,7 @@ fn pump(a: &mut Side, b: &mut Side, f: Faults, seed: u64, mut done: impl FnMut(&
     panic!(
         "no progress: a head {} cur {} tail {} una {:#x} cur_psn {:#x} next {:#x} rd {} rnr {:?} rt {:?} state {:?}; b epsn {:#x} reply {:?} inbound {:?}; a cqes {}",
         q.s_head, q.s_cur, q.s_tail, q.una, q.cur_psn, q.next_psn, q.rd_outstanding, q.rnr_deadline, q.retrans_deadline, q.state,
-        b.qp.epsn, b.qp.read_replies, b.qp.inbound, a.env.cqes.len()
+        b.qp.epsn, b.qp.replies, b.qp.inbound, a.env.cqes.len()
     );
 }
 
@@ -694,4 +716,337 @@ fn random_bytes_never_panic() {
         }
     }
     assert_eq!(b.env.live_refs, 0);
+}
+
+// ---- IBTA 1.5: ATOMIC WRITE and FLUSH ----
+
+const FLUSHABLE: Access = ALL.union(Access::FLUSH_GLOBAL);
+
+fn atomic_write_wqe(wr_id: u64, remote_addr: u64, rkey: u32, value: [u8; 8]) -> SendWqe {
+    SendWqe { remote_addr, rkey, swap: u64::from_ne_bytes(value), ..send_wqe(wr_id, wop::ATOMIC_WRITE) }
+}
+
+fn flush_wqe(wr_id: u64, remote_addr: u64, rkey: u32, len: u64, ty: u8, level: u8) -> SendWqe {
+    SendWqe {
+        remote_addr,
+        rkey,
+        compare_add: len,
+        flush_type: ty,
+        flush_level: level,
+        ..send_wqe(wr_id, wop::FLUSH)
+    }
+}
+
+/// The transport part of an outgoing datagram (from the BTH, without the ICRC).
+fn transport(ip: &[u8]) -> &[u8] {
+    &ip[28..ip.len() - 4]
+}
+
+#[test]
+fn atomic_write_and_flush_packets_byte_for_byte() {
+    let (mut a, mut b) = pair(QpType::Rc, 3);
+    b.reg(0x200, 0x4000_1000, 4096, FLUSHABLE);
+    a.post_send(atomic_write_wqe(1, 0x4000_1008, 0x200, *b"\x01\x02\x03\x04\x05\x06\x07\x08"), &[]);
+    a.post_send(flush_wqe(2, 0x4000_1000, 0x200, 64, 1, 0), &[]);
+    a.post_send(flush_wqe(3, 0, 0x200, 0, 1, 1), &[]);
+    a.qp.run(&mut a.env, 64);
+    assert_eq!(a.env.out.len(), 3);
+    #[rustfmt::skip]
+    let aw: [u8; 36] = [
+        // BTH: RC ATOMIC WRITE, no pad, P_Key 0xffff, QP 18, AckReq, PSN 0xfffff0
+        0x1d, 0x00, 0xff, 0xff, 0x00, 0x00, 0x00, 0x12, 0x80, 0xff, 0xff, 0xf0,
+        // RETH: VA, R_Key, DMA length 8
+        0x00, 0x00, 0x00, 0x00, 0x40, 0x00, 0x10, 0x08, 0x00, 0x00, 0x02, 0x00, 0x00, 0x00, 0x00, 0x08,
+        // the 8 bytes, as the application gave them
+        0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08,
+    ];
+    #[rustfmt::skip]
+    let flush_range: [u8; 32] = [
+        // BTH: RC FLUSH, PSN 0xfffff1
+        0x1c, 0x00, 0xff, 0xff, 0x00, 0x00, 0x00, 0x12, 0x80, 0xff, 0xff, 0xf1,
+        // FETH: selectivity 0 (range), placement type 1 (global)
+        0x00, 0x00, 0x00, 0x01,
+        // RETH: VA, R_Key, DMA length 64
+        0x00, 0x00, 0x00, 0x00, 0x40, 0x00, 0x10, 0x00, 0x00, 0x00, 0x02, 0x00, 0x00, 0x00, 0x00, 0x40,
+    ];
+    #[rustfmt::skip]
+    let flush_mr: [u8; 32] = [
+        0x1c, 0x00, 0xff, 0xff, 0x00, 0x00, 0x00, 0x12, 0x80, 0xff, 0xff, 0xf2,
+        // FETH: selectivity 1 (the whole region), placement type 1
+        0x00, 0x00, 0x00, 0x11,
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x02, 0x00, 0x00, 0x00, 0x00, 0x00,
+    ];
+    assert_eq!(transport(&a.env.out[0]), &aw[..]);
+    assert_eq!(transport(&a.env.out[1]), &flush_range[..]);
+    assert_eq!(transport(&a.env.out[2]), &flush_mr[..]);
+
+    // The responder stores the 8 bytes as they came and answers each request with
+    // an RDMA READ RESPONSE ONLY: AETH ACK (credits invalid), MSN, no payload.
+    let before = b.region(0x200).clone();
+    deliver(&mut a, &mut b, &mut Rng(1), CLEAN, &mut VecDeque::new());
+    b.qp.run(&mut b.env, 64);
+    assert_eq!(&b.region(0x200)[8..16], b"\x01\x02\x03\x04\x05\x06\x07\x08");
+    assert_eq!(&b.region(0x200)[..8], &before[..8]);
+    assert_eq!(&b.region(0x200)[16..], &before[16..]);
+    assert_eq!(b.env.flushes, vec![(0x200, 0x4000_1000, 64), (0x200, 0x4000_1000, 4096)]);
+    assert_eq!(b.env.out.len(), 3);
+    for (k, ip) in b.env.out.iter().enumerate() {
+        #[rustfmt::skip]
+        let want: [u8; 16] = [
+            // BTH: RC RDMA READ RESPONSE ONLY to QP 17, PSN of the request
+            0x10, 0x00, 0xff, 0xff, 0x00, 0x00, 0x00, 0x11, 0x00, 0xff, 0xff, 0xf0 + k as u8,
+            // AETH: ACK, invalid credit count (0x1f); MSN k + 1
+            0x1f, 0x00, 0x00, 1 + k as u8,
+        ];
+        assert_eq!(transport(ip), &want[..], "response {k}");
+    }
+    deliver(&mut b, &mut a, &mut Rng(1), CLEAN, &mut VecDeque::new());
+    let sc = a.cqes(CqSel::Send);
+    assert_eq!(
+        sc.iter().map(|c| (c.wr_id, c.status, c.opcode, c.byte_len)).collect::<Vec<_>>(),
+        vec![
+            (1, wc::SUCCESS, wc::OP_ATOMIC_WRITE, 8),
+            (2, wc::SUCCESS, wc::OP_FLUSH, 64),
+            (3, wc::SUCCESS, wc::OP_FLUSH, 0),
+        ]
+    );
+    assert_eq!((a.qp.rd_outstanding, a.env.live_refs, b.env.live_refs), (0, 0, 0));
+}
+
+#[test]
+fn atomic_write_and_flush_between_writes_and_reads_on_a_lossy_link() {
+    // WRITE, FLUSH of what it wrote, READ it back, two ATOMIC WRITEs to one slot,
+    // READ the slot: in order, each executed exactly once however often the link
+    // duplicates or loses, and the later ATOMIC WRITE is the one that stays.
+    let mut dups = 0;
+    for (seed, f) in (1..40u64).map(|s| (s, if s == 1 { CLEAN } else { Faults { loss: 10, dup: 10, reorder: 5 } })) {
+        let (mut a, mut b) = pair(QpType::Rc, 3);
+        a.reg(1, 0x10_0000, 8192, ALL);
+        b.reg(2, 0x20_0000, 8192, FLUSHABLE);
+        let len = 3000u32;
+        let mut w = send_wqe(1, wop::RDMA_WRITE);
+        w.remote_addr = 0x20_0100;
+        w.rkey = 2;
+        a.post_send(w, &[Sge { addr: 0x10_0000, length: len, lkey: 1 }]);
+        a.post_send(flush_wqe(2, 0x20_0100, 2, len as u64, 1, 0), &[]);
+        let mut w = send_wqe(3, wop::RDMA_READ);
+        w.remote_addr = 0x20_0100;
+        w.rkey = 2;
+        a.post_send(w, &[Sge { addr: 0x10_1000, length: len, lkey: 1 }]);
+        a.post_send(atomic_write_wqe(4, 0x20_1ff0, 2, 0x1111_2222_3333_4444u64.to_ne_bytes()), &[]);
+        let mut w = atomic_write_wqe(5, 0x20_1ff0, 2, 0x5555_6666_7777_8888u64.to_ne_bytes());
+        w.send_flags = 0; // unsignaled: the READ after it completes it
+        a.post_send(w, &[]);
+        let mut w = send_wqe(6, wop::RDMA_READ);
+        w.remote_addr = 0x20_1ff0;
+        w.rkey = 2;
+        a.post_send(w, &[Sge { addr: 0x10_1ff0, length: 8, lkey: 1 }]);
+        a.post_send(flush_wqe(7, 0, 2, 0, 1, 1), &[]);
+        pump(&mut a, &mut b, f, seed, |a, _| a.env.cqes.len() >= 6);
+        let sc = a.cqes(CqSel::Send);
+        assert_eq!(
+            sc.iter().map(|c| (c.wr_id, c.status, c.opcode)).collect::<Vec<_>>(),
+            vec![
+                (1, wc::SUCCESS, wc::OP_RDMA_WRITE),
+                (2, wc::SUCCESS, wc::OP_FLUSH),
+                (3, wc::SUCCESS, wc::OP_RDMA_READ),
+                (4, wc::SUCCESS, wc::OP_ATOMIC_WRITE),
+                (6, wc::SUCCESS, wc::OP_RDMA_READ),
+                (7, wc::SUCCESS, wc::OP_FLUSH),
+            ],
+            "seed {seed}"
+        );
+        assert_eq!(sc[3].byte_len, 8);
+        let src = a.region(1)[..len as usize].to_vec();
+        assert_eq!(&b.region(2)[0x100..0x100 + len as usize], &src[..], "WRITE bytes");
+        assert_eq!(&a.region(1)[0x1000..0x1000 + len as usize], &src[..], "READ after FLUSH");
+        assert_eq!(&b.region(2)[0x1ff0..0x1ff8], &0x5555_6666_7777_8888u64.to_ne_bytes(), "the later ATOMIC WRITE stays");
+        assert_eq!(&a.region(1)[0x1ff0..0x1ff8], &0x5555_6666_7777_8888u64.to_ne_bytes(), "and is what the READ saw");
+        assert_eq!(b.env.atomic_writes, 2, "seed {seed}: each ATOMIC WRITE executed once");
+        assert!(b.env.flushes.contains(&(2, 0x20_0100, len as u64)));
+        assert!(b.env.flushes.contains(&(2, 0x20_0000, 8192)));
+        assert_eq!((a.qp.rd_outstanding, a.env.live_refs, b.env.live_refs), (0, 0, 0));
+        dups += b.env.counters.duplicate_requests.load(core::sync::atomic::Ordering::Relaxed);
+    }
+    assert!(dups > 0, "the responder saw duplicates");
+}
+
+#[test]
+fn replayed_atomic_write_and_flush_are_answered_not_executed() {
+    let (mut a, mut b) = pair(QpType::Rc, 3);
+    b.reg(2, 0x8000, 64, FLUSHABLE);
+    a.post_send(atomic_write_wqe(1, 0x8008, 2, [0xaa; 8]), &[]);
+    a.post_send(flush_wqe(2, 0x8000, 2, 16, 1, 0), &[]);
+    a.qp.run(&mut a.env, 64);
+    let reqs = a.env.out.clone();
+    deliver(&mut a, &mut b, &mut Rng(1), CLEAN, &mut VecDeque::new());
+    b.qp.run(&mut b.env, 64);
+    assert_eq!((b.env.atomic_writes, b.env.flushes.len(), b.env.out.len()), (1, 1, 2));
+    b.env.out.clear();
+    // Something else lands in the slot; then both requests come again.
+    b.env.regions[0].bytes[8..16].copy_from_slice(&[0xbb; 8]);
+    for ip in &reqs {
+        let rx = packet::parse(ip, Some(&SoftCrc)).unwrap();
+        b.qp.receive(&mut b.env, &rx);
+    }
+    b.qp.run(&mut b.env, 64);
+    assert_eq!(&b.region(2)[8..16], &[0xbb; 8], "a replay must not write again");
+    assert_eq!((b.env.atomic_writes, b.env.flushes.len()), (1, 1));
+    assert_eq!(b.env.counters.duplicate_requests.load(core::sync::atomic::Ordering::Relaxed), 2);
+    let answers: Vec<(u8, u32)> = b.env.out.iter().map(|ip| (transport(ip)[0], packet::parse(ip, None).unwrap().bth.psn)).collect();
+    assert_eq!(answers, vec![(0x10, 0xff_fff0), (0x10, 0xff_fff1)], "answered again, in order");
+    assert_eq!(b.qp.state(), QpState::Rts);
+}
+
+#[test]
+fn responses_leave_in_request_order() {
+    // A READ of three packets, then an ATOMIC WRITE, a FLUSH and a SEND: the
+    // responder answers in PSN order, the READ's data first, the ACK last.
+    let (mut a, mut b) = pair(QpType::Rc, 1);
+    a.reg(1, 0x1000, 4096, ALL);
+    b.reg(2, 0x8000, 4096, FLUSHABLE);
+    b.post_recv(9, &[Sge { addr: 0x8800, length: 64, lkey: 2 }]);
+    let mut w = send_wqe(1, wop::RDMA_READ);
+    w.remote_addr = 0x8000;
+    w.rkey = 2;
+    a.post_send(w, &[Sge { addr: 0x1000, length: 600, lkey: 1 }]);
+    a.post_send(atomic_write_wqe(2, 0x8400, 2, [7; 8]), &[]);
+    a.post_send(flush_wqe(3, 0x8400, 2, 8, 1, 0), &[]);
+    a.post_inline(send_wqe(4, wop::SEND), b"last");
+    a.qp.run(&mut a.env, 64);
+    deliver(&mut a, &mut b, &mut Rng(1), CLEAN, &mut VecDeque::new());
+    b.qp.run(&mut b.env, 64);
+    let order: Vec<(u8, u32)> = b.env.out.iter().map(|ip| (transport(ip)[0], packet::parse(ip, None).unwrap().bth.psn)).collect();
+    assert_eq!(
+        order,
+        vec![(0x0d, 0xff_fff0), (0x0e, 0xff_fff1), (0x0f, 0xff_fff2), (0x10, 0xff_fff3), (0x10, 0xff_fff4), (0x11, 0xff_fff5)]
+    );
+    deliver(&mut b, &mut a, &mut Rng(1), CLEAN, &mut VecDeque::new());
+    let ids: Vec<u64> = a.cqes(CqSel::Send).iter().map(|c| c.wr_id).collect();
+    assert_eq!(ids, vec![1, 2, 3, 4]);
+}
+
+#[test]
+fn an_ack_past_an_atomic_write_or_flush_completes_them() {
+    // Their empty READ RESPONSE ONLY is lost; the ACK of the SEND after them is
+    // not: it acknowledges them too (they return no data), as rxe's completer does.
+    let (mut a, mut b) = pair(QpType::Rc, 3);
+    b.reg(2, 0x8000, 64, FLUSHABLE);
+    b.post_recv(9, &[Sge { addr: 0x8020, length: 16, lkey: 2 }]);
+    a.post_send(atomic_write_wqe(1, 0x8000, 2, [1; 8]), &[]);
+    a.post_send(flush_wqe(2, 0x8000, 2, 8, 1, 0), &[]);
+    a.post_inline(send_wqe(3, wop::SEND), b"x");
+    a.qp.run(&mut a.env, 64);
+    deliver(&mut a, &mut b, &mut Rng(1), CLEAN, &mut VecDeque::new());
+    b.qp.run(&mut b.env, 64);
+    assert_eq!(b.env.out.len(), 3);
+    b.env.out.drain(..2);
+    deliver(&mut b, &mut a, &mut Rng(1), CLEAN, &mut VecDeque::new());
+    let sc = a.cqes(CqSel::Send);
+    assert_eq!(
+        sc.iter().map(|c| (c.wr_id, c.status, c.opcode)).collect::<Vec<_>>(),
+        vec![(1, wc::SUCCESS, wc::OP_ATOMIC_WRITE), (2, wc::SUCCESS, wc::OP_FLUSH), (3, wc::SUCCESS, wc::OP_SEND)]
+    );
+    assert_eq!(a.qp.rd_outstanding, 0);
+}
+
+#[test]
+fn atomic_write_and_flush_count_against_max_rd_atomic_and_fences() {
+    let (mut a, mut b) = pair(QpType::Rc, 3);
+    b.reg(2, 0x8000, 64, FLUSHABLE);
+    let m = QpAttr { max_rd_atomic: 1, ..Default::default() };
+    a.qp.modify(&mut a.env, &m, mask::MAX_QP_RD_ATOMIC).unwrap();
+    a.post_send(atomic_write_wqe(1, 0x8000, 2, [1; 8]), &[]);
+    a.post_send(flush_wqe(2, 0x8000, 2, 8, 1, 0), &[]);
+    let mut w = send_wqe(3, wop::SEND);
+    w.send_flags |= send_flags::FENCE;
+    a.post_inline(w, b"after");
+    a.qp.run(&mut a.env, 64);
+    assert_eq!(a.env.out.len(), 1, "one outstanding at a time");
+    b.post_recv(9, &[Sge { addr: 0x8020, length: 16, lkey: 2 }]);
+    pump(&mut a, &mut b, CLEAN, 1, |a, _| a.env.cqes.len() >= 3);
+    let ids: Vec<u64> = a.cqes(CqSel::Send).iter().map(|c| c.wr_id).collect();
+    assert_eq!(ids, vec![1, 2, 3]);
+}
+
+#[test]
+fn atomic_write_and_flush_errors() {
+    // Each case: the requester's status, and whether the QP fails.
+    struct Case {
+        name: &'static str,
+        region: Access,
+        qp_access: u32,
+        wqe: SendWqe,
+        status: u32,
+    }
+    let cases = [
+        Case { name: "ATOMIC WRITE, region without REMOTE_WRITE", region: Access::LOCAL_WRITE | Access::REMOTE_READ | Access::REMOTE_ATOMIC, qp_access: 0xe, wqe: atomic_write_wqe(1, 0x8000, 2, [1; 8]), status: wc::REM_ACCESS_ERR },
+        Case { name: "ATOMIC WRITE, QP without REMOTE_WRITE", region: FLUSHABLE, qp_access: 0xc, wqe: atomic_write_wqe(1, 0x8000, 2, [1; 8]), status: wc::REM_ACCESS_ERR },
+        Case { name: "ATOMIC WRITE out of bounds", region: FLUSHABLE, qp_access: 0xe, wqe: atomic_write_wqe(1, 0x8040, 2, [1; 8]), status: wc::REM_ACCESS_ERR },
+        Case { name: "ATOMIC WRITE, bad rkey", region: FLUSHABLE, qp_access: 0xe, wqe: atomic_write_wqe(1, 0x8000, 3, [1; 8]), status: wc::REM_ACCESS_ERR },
+        Case { name: "ATOMIC WRITE misaligned", region: FLUSHABLE, qp_access: 0xe, wqe: atomic_write_wqe(1, 0x8004, 2, [1; 8]), status: wc::LOC_LEN_ERR },
+        Case { name: "FLUSH, region without FLUSH_GLOBAL", region: ALL, qp_access: 0x10e, wqe: flush_wqe(1, 0x8000, 2, 8, 1, 0), status: wc::REM_ACCESS_ERR },
+        Case { name: "FLUSH, QP without FLUSH_GLOBAL", region: FLUSHABLE, qp_access: 0xe, wqe: flush_wqe(1, 0x8000, 2, 8, 1, 0), status: wc::REM_ACCESS_ERR },
+        Case { name: "FLUSH to persistence", region: FLUSHABLE, qp_access: 0x30e, wqe: flush_wqe(1, 0x8000, 2, 8, 2, 0), status: wc::REM_ACCESS_ERR },
+        Case { name: "FLUSH out of bounds", region: FLUSHABLE, qp_access: 0x10e, wqe: flush_wqe(1, 0x8000, 2, 65, 1, 0), status: wc::REM_ACCESS_ERR },
+        Case { name: "FLUSH of no type", region: FLUSHABLE, qp_access: 0x10e, wqe: flush_wqe(1, 0x8000, 2, 8, 0, 0), status: wc::LOC_QP_OP_ERR },
+        Case { name: "FLUSH of an unknown level", region: FLUSHABLE, qp_access: 0x10e, wqe: flush_wqe(1, 0x8000, 2, 8, 1, 2), status: wc::LOC_QP_OP_ERR },
+        Case { name: "FLUSH longer than a RETH holds", region: FLUSHABLE, qp_access: 0x10e, wqe: flush_wqe(1, 0x8000, 2, 1 << 32, 1, 0), status: wc::LOC_LEN_ERR },
+    ];
+    for c in cases {
+        let (mut a, mut b) = pair(QpType::Rc, 3);
+        b.reg(2, 0x8000, 64, c.region);
+        let m = QpAttr { access_flags: c.qp_access, ..Default::default() };
+        b.qp.modify(&mut b.env, &m, mask::ACCESS_FLAGS).unwrap();
+        a.post_send(c.wqe, &[]);
+        a.post_send(send_wqe(2, wop::RDMA_WRITE), &[]);
+        pump(&mut a, &mut b, CLEAN, 1, |a, _| a.env.cqes.len() >= 2);
+        let sc = a.cqes(CqSel::Send);
+        assert_eq!((sc[0].wr_id, sc[0].status), (1, c.status), "{}", c.name);
+        assert_eq!((sc[1].wr_id, sc[1].status), (2, wc::WR_FLUSH_ERR), "{}", c.name);
+        assert_eq!(a.qp.state(), QpState::Err, "{}", c.name);
+        let remote = c.status == wc::REM_ACCESS_ERR;
+        assert_eq!(b.qp.state() == QpState::Err, remote, "{}", c.name);
+        assert_eq!((b.env.atomic_writes, b.env.flushes.len()), (0, 0), "{}", c.name);
+        assert_eq!((a.env.live_refs, b.env.live_refs), (0, 0), "{}", c.name);
+    }
+}
+
+#[test]
+fn malformed_atomic_writes_get_an_invalid_request_nak() {
+    // Payloads of 4 and 12 bytes, a DMA length of 16, an unaligned address: NAK
+    // Invalid Request, nothing written, the responder's QP fails.
+    for (pay, dma_len, va) in [(4usize, 8u32, 0x8000u64), (12, 8, 0x8000), (8, 16, 0x8000), (8, 8, 0x8004)] {
+        let (mut a, mut b) = pair(QpType::Rc, 3);
+        b.reg(2, 0x8000, 64, FLUSHABLE);
+        let before = b.region(2).clone();
+        let mut w = atomic_write_wqe(1, 0x8000, 2, [9; 8]);
+        if va % 8 != 0 {
+            w.remote_addr = va;
+            // The requester refuses that itself; forge the packet from the good one.
+        }
+        a.post_send(atomic_write_wqe(1, 0x8000, 2, [9; 8]), &[]);
+        a.qp.run(&mut a.env, 64);
+        let good = a.env.out.pop().unwrap();
+        let mut t = transport(&good)[..28].to_vec();
+        t[12..20].copy_from_slice(&va.to_be_bytes());
+        t[24..28].copy_from_slice(&dma_len.to_be_bytes());
+        t.extend(core::iter::repeat_n(9u8, pay));
+        let mut ip = vec![0u8; 28];
+        ip.copy_from_slice(&good[..28]);
+        ip.extend_from_slice(&t);
+        ip.extend_from_slice(&[0; 4]);
+        let total = ip.len() as u16;
+        ip[2..4].copy_from_slice(&total.to_be_bytes());
+        ip[24..26].copy_from_slice(&(total - 20).to_be_bytes());
+        icrc::fill(&SoftCrc, &mut ip).unwrap();
+        let rx = packet::parse(&ip, Some(&SoftCrc)).unwrap();
+        b.qp.receive(&mut b.env, &rx);
+        let nak = packet::parse(&b.env.out[0], None).unwrap();
+        assert_eq!(nak.bth.opcode, 0x11, "{pay} {dma_len} {va:#x}");
+        assert_eq!(nak.aeth.unwrap().syndrome, 0x61, "NAK invalid request");
+        assert_eq!(b.region(2), &before);
+        assert_eq!(b.qp.state(), QpState::Err);
+        let _ = w;
+    }
 }

@@ -25,6 +25,7 @@ pub mod aeth;
 pub mod atomic;
 pub mod bth;
 pub mod deth;
+pub mod feth;
 pub mod icrc;
 pub mod ieth;
 pub mod immdt;
