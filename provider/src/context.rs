@@ -21,6 +21,38 @@ use crate::sys::{self, *};
 #[repr(C)]
 pub struct FerriteContext {
     vctx: VerbsContext,
+    /// What the kernel says the device serves, read once when the context opens.
+    caps: DevCaps,
+}
+
+/// What a device serves beyond the basic verbs, as its kernel driver advertises it
+/// in `device_cap_flags_ex`.  A kernel before Linux 6.2 has no bit for either, so
+/// ferrite.ko there never sets them, and the provider refuses the operations.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DevCaps {
+    /// IBTA 1.5 ATOMIC WRITE (IB_UVERBS_DEVICE_ATOMIC_WRITE).
+    pub atomic_write: bool,
+    /// IBTA 1.5 FLUSH, at least to global visibility (IB_UVERBS_DEVICE_FLUSH_GLOBAL).
+    pub flush: bool,
+}
+
+impl DevCaps {
+    pub fn from_cap_flags_ex(f: u64) -> DevCaps {
+        DevCaps {
+            atomic_write: f & device_cap::ATOMIC_WRITE != 0,
+            flush: f & (device_cap::FLUSH_GLOBAL | device_cap::FLUSH_PERSISTENT) != 0,
+        }
+    }
+}
+
+/// The device capabilities of one of our contexts.
+///
+/// # Safety
+/// `ibctx` is the `ibv_context` of a live context of ours.
+pub(crate) unsafe fn dev_caps(ibctx: *mut IbvContext) -> DevCaps {
+    // SAFETY: function contract; `caps` is written before the context is returned
+    // to libibverbs and never again.
+    unsafe { (*ferrite_ctx(ibctx)).caps }
 }
 
 /// ferrite's CQ: the public `ibv_cq_ex` first (its head is `ibv_cq`, so one layout
@@ -166,7 +198,42 @@ pub unsafe extern "C" fn alloc_context(
     let ops = ops();
     // SAFETY: verbs_set_ops copies the table; vctx is initialised.
     unsafe { sys::verbs_set_ops(vctx, &ops) };
+    // SAFETY: vctx is initialised and its command fd open; the context is ours
+    // alone until it is returned.
+    unsafe {
+        let caps = query_caps((*vctx).ibv_context());
+        ptr::addr_of_mut!((*ctx).caps).write(caps);
+    }
     vctx
+}
+
+/// Ask the kernel what the device serves (extended query_device).  Nothing, if the
+/// query fails or its answer is too short to say.
+///
+/// # Safety
+/// `ibctx` is an initialised context with an open command fd.
+unsafe fn query_caps(ibctx: *mut IbvContext) -> DevCaps {
+    // Room for any release's struct ibv_device_attr_ex: libibverbs only fills it.
+    #[repr(C, align(8))]
+    struct AttrBuf([u8; 1024]);
+    let mut attr = AttrBuf([0; 1024]);
+    let mut resp = ExQueryDeviceResp { fw_ver: 0, rest: [0; 37] };
+    let mut resp_size = size_of::<ExQueryDeviceResp>();
+    // SAFETY: function contract; attr and resp are ours and sized as passed.
+    let err = unsafe {
+        sys::ibv_cmd_query_device_any(
+            ibctx,
+            ptr::null(),
+            ptr::addr_of_mut!(attr).cast(),
+            size_of::<AttrBuf>(),
+            ptr::addr_of_mut!(resp).cast(),
+            &mut resp_size,
+        )
+    };
+    if err != 0 || resp_size < ExQueryDeviceResp::CAP_FLAGS_EX_END {
+        return DevCaps::default();
+    }
+    DevCaps::from_cap_flags_ex(resp.device_cap_flags_ex())
 }
 
 fn fail_context(ctx: *mut FerriteContext, err: c_int) -> *mut VerbsContext {

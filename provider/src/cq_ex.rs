@@ -245,7 +245,8 @@ mod tests {
                     .push(&Cqe {
                         wr_id: 500 + i as u64,
                         status: i,
-                        opcode: 128 + i,
+                        // IBV_WC_FLUSH, IBV_WC_ATOMIC_WRITE (IBTA 1.5), IBV_WC_RECV.
+                        opcode: [8, 9, 128][i as usize],
                         vendor_err: 7 * i,
                         byte_len: 1000 + i,
                         imm_data: 0x0102_0304u32.to_be(),
@@ -265,7 +266,7 @@ mod tests {
                     assert_eq!(next(x), 0);
                 }
                 assert_eq!(((*x).wr_id, (*x).status), (500 + i as u64, i));
-                assert_eq!((*x).read_opcode.unwrap()(x), 128 + i);
+                assert_eq!((*x).read_opcode.unwrap()(x), [8, 9, 128][i as usize]);
                 assert_eq!((*x).read_vendor_err.unwrap()(x), 7 * i);
                 assert_eq!((*x).read_byte_len.unwrap()(x), 1000 + i);
                 assert_eq!((*x).read_imm_data.unwrap()(x), 0x0102_0304u32.to_be());

@@ -26,7 +26,7 @@ use core::sync::atomic::AtomicBool;
 
 use ferrite_abi::wq::{self, opcode as op, send_flags as sf, Geometry, RecvWqe, SendWqe, WorkQueue};
 
-use crate::context::{calloc, errno, free, lock, set_errno, unlock, warn};
+use crate::context::{calloc, dev_caps, errno, free, lock, set_errno, unlock, warn, DevCaps};
 use crate::sys::{self, *};
 
 /// ferrite's QP: libibverbs' `verbs_qp` first (so `ibv_qp` and `ibv_qp_ex` are at
@@ -44,13 +44,15 @@ pub struct FerriteQp {
     recv: UnsafeCell<RecvSide>,
 }
 
-/// What the kernel gave the QP (its create_qp response tail).
+/// What the kernel gave the QP (its create_qp response tail), and what its device
+/// serves.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Limits {
     pub qp_type: u32,
     pub max_send_sge: u32,
     pub max_inline: u32,
     pub max_recv_sge: u32,
+    pub caps: DevCaps,
 }
 
 #[derive(Clone, Copy)]
@@ -94,36 +96,40 @@ struct RecvSide {
 const WQE_FLAGS: u32 = sf::FENCE | sf::SIGNALED | sf::SOLICITED;
 const KNOWN_FLAGS: u32 = WQE_FLAGS | sf::INLINE | sf::IP_CSUM;
 
-/// Whether ferrite.ko's engine executes IBTA 1.5 ATOMIC_WRITE and FLUSH yet.  It does
-/// not: until it does, the provider refuses them rather than hand the kernel WQEs
-/// that would fail the QP (advertise only what works).
-pub const KERNEL_HAS_ATOMIC_WRITE_FLUSH: bool = false;
-
-/// Does `qp_type` have send opcode `opcode`?  (`ibv_post_send`'s view; FLUSH needs a
-/// type and a level `ibv_send_wr` cannot carry, so it is the `ibv_wr_flush` API's.)
-pub fn opcode_supported(qp_type: u32, opcode: u32) -> bool {
+/// Does `qp_type` have send opcode `opcode`, on a device that serves `caps`?
+/// (`ibv_post_send`'s view; FLUSH needs a type and a level `ibv_send_wr` cannot
+/// carry, so it is the `ibv_wr_flush` API's: see [`flush_supported`].)  IBTA 1.5's
+/// ATOMIC WRITE only where the kernel advertises it: handing ferrite.ko a WQE it
+/// cannot serve would fail the QP (advertise only what works).
+pub fn opcode_supported(caps: DevCaps, qp_type: u32, opcode: u32) -> bool {
     match opcode {
         op::SEND | op::SEND_WITH_IMM | op::RDMA_WRITE | op::RDMA_WRITE_WITH_IMM => {
             qp_type == IBV_QPT_RC || qp_type == IBV_QPT_UC
         }
         op::RDMA_READ | op::ATOMIC_CMP_AND_SWP | op::ATOMIC_FETCH_AND_ADD => qp_type == IBV_QPT_RC,
-        op::ATOMIC_WRITE => KERNEL_HAS_ATOMIC_WRITE_FLUSH && qp_type == IBV_QPT_RC,
+        op::ATOMIC_WRITE => caps.atomic_write && qp_type == IBV_QPT_RC,
         _ => false,
     }
 }
 
+/// Does `qp_type` have FLUSH (`ibv_wr_flush`) on a device that serves `caps`?
+pub fn flush_supported(caps: DevCaps, qp_type: u32) -> bool {
+    caps.flush && qp_type == IBV_QPT_RC
+}
+
 /// The `IBV_QP_EX_WITH_*` send ops `qp_type` can offer through `ibv_qp_ex` in this
-/// release (ATOMIC_WRITE and FLUSH only where `ibv_qp_ex` has their members).
-pub fn send_ops_supported(qp_type: u32) -> u64 {
+/// release on a device that serves `caps` (ATOMIC_WRITE and FLUSH only where
+/// `ibv_qp_ex` has their members: v44 and v45 on).
+pub fn send_ops_supported(caps: DevCaps, qp_type: u32) -> u64 {
     let uc = send_ops::RDMA_WRITE | send_ops::RDMA_WRITE_WITH_IMM | send_ops::SEND | send_ops::SEND_WITH_IMM;
     match qp_type {
         IBV_QPT_UC => uc,
         IBV_QPT_RC => {
             let mut rc = uc | send_ops::RDMA_READ | send_ops::ATOMIC_CMP_AND_SWP | send_ops::ATOMIC_FETCH_AND_ADD;
-            if QP_EX_HAS_ATOMIC_WRITE && KERNEL_HAS_ATOMIC_WRITE_FLUSH {
+            if QP_EX_HAS_ATOMIC_WRITE && opcode_supported(caps, qp_type, op::ATOMIC_WRITE) {
                 rc |= send_ops::ATOMIC_WRITE;
             }
-            if QP_EX_HAS_FLUSH && KERNEL_HAS_ATOMIC_WRITE_FLUSH {
+            if QP_EX_HAS_FLUSH && flush_supported(caps, qp_type) {
                 rc |= send_ops::FLUSH;
             }
             rc
@@ -243,6 +249,8 @@ unsafe fn attach_rings(
     d: &wq::CreateQpResp,
     qp_type: u32,
 ) -> *mut IbvQp {
+    // SAFETY: ctx is a live context of ours (function contract).
+    let caps = unsafe { dev_caps(ctx) };
     let r = (|| {
         let Some(layout) = check_layout(d, cap) else {
             warn(c"ferrite: the kernel returned QP rings of impossible geometry\n");
@@ -263,8 +271,13 @@ unsafe fn attach_rings(
             (WorkQueue::new(sq_map.addr as *mut u8, layout.sq), WorkQueue::new(rq_map.addr as *mut u8, layout.rq))
         };
         let (Some(sq), Some(rq)) = (sq, rq) else { return Err(libc::EPROTO) };
-        let limits =
-            Limits { qp_type, max_send_sge: d.max_send_sge, max_inline: d.max_inline, max_recv_sge: d.max_recv_sge };
+        let limits = Limits {
+            qp_type,
+            max_send_sge: d.max_send_sge,
+            max_inline: d.max_inline,
+            max_recv_sge: d.max_recv_sge,
+            caps,
+        };
         // SAFETY: qp is ours and not yet visible to anyone else.
         unsafe { install(qp, limits, sq, rq) };
         Ok(())
@@ -371,7 +384,8 @@ pub unsafe extern "C" fn create_qp_ex(ctx: *mut IbvContext, attr: *mut IbvQpInit
     }
     let ops = if a.comp_mask & qp_init_attr::SEND_OPS_FLAGS != 0 { Some(a.send_ops_flags) } else { None };
     if let Some(f) = ops {
-        if f & !send_ops_supported(a.qp_type) != 0 {
+        // SAFETY: ctx is one of our live contexts (libibverbs calls us with it).
+        if f & !send_ops_supported(unsafe { dev_caps(ctx) }, a.qp_type) != 0 {
             return fail(libc::EOPNOTSUPP);
         }
     }
@@ -530,10 +544,11 @@ pub unsafe extern "C" fn destroy_qp(ibqp: *mut IbvQp) -> c_int {
 /// # Safety
 /// Called by libibverbs with one of our QPs.
 pub unsafe extern "C" fn query_qp_data_in_order(ibqp: *mut IbvQp, opcode: u32, _flags: u32) -> c_int {
-    // SAFETY: ibqp is one of ours; qp_type never changes.
-    let qp_type = unsafe { (*ibqp).qp_type };
-    let flush = KERNEL_HAS_ATOMIC_WRITE_FLUSH && opcode == op::FLUSH && qp_type == IBV_QPT_RC;
-    if opcode_supported(qp_type, opcode) || flush {
+    let qp = ibqp as *mut FerriteQp;
+    // SAFETY: ibqp is one of ours; its limits never change after creation.
+    let lim = unsafe { (*qp).limits };
+    let flush = opcode == op::FLUSH && flush_supported(lim.caps, lim.qp_type);
+    if opcode_supported(lim.caps, lim.qp_type, opcode) || flush {
         IBV_QUERY_QP_DATA_IN_ORDER_WHOLE_MSG
     } else {
         0
@@ -596,7 +611,7 @@ fn write_sges(slot: &mut [u8], sges: &[IbvSge]) {
 /// `wr` is a valid WR whose SGEs (and inline buffers) are valid, as the verbs
 /// contract requires.
 unsafe fn write_send(lim: &Limits, wr: &IbvSendWr, slot: &mut [u8]) -> Result<(), c_int> {
-    if !opcode_supported(lim.qp_type, wr.opcode) || wr.send_flags & !KNOWN_FLAGS != 0 {
+    if !opcode_supported(lim.caps, lim.qp_type, wr.opcode) || wr.send_flags & !KNOWN_FLAGS != 0 {
         return Err(libc::EINVAL);
     }
     if wr.num_sge < 0 || wr.num_sge as u32 > lim.max_send_sge {
@@ -837,8 +852,8 @@ unsafe fn build(qpx: *mut IbvQpEx, opcode: u32, fill: impl FnOnce(&mut SendWqe))
     }
     // SAFETY: the application set these before calling the builder (same thread).
     let (wr_id, flags) = unsafe { ((*qpx).wr_id, (*qpx).wr_flags) };
-    let flush = opcode == op::FLUSH && lim.qp_type == IBV_QPT_RC;
-    if flags & !KNOWN_FLAGS != 0 || !(opcode_supported(lim.qp_type, opcode) || flush) {
+    let flush = opcode == op::FLUSH && flush_supported(lim.caps, lim.qp_type);
+    if flags & !KNOWN_FLAGS != 0 || !(opcode_supported(lim.caps, lim.qp_type, opcode) || flush) {
         return side.latch(libc::EINVAL);
     }
     let mut w = SendWqe { wr_id, opcode, send_flags: flags & WQE_FLAGS, ..Default::default() };
@@ -986,8 +1001,9 @@ unsafe extern "C" fn wr_atomic_write(qpx: *mut IbvQpEx, rkey: u32, remote_addr: 
 }
 
 unsafe extern "C" fn wr_flush(qpx: *mut IbvQpEx, rkey: u32, remote_addr: u64, len: usize, ty: u8, level: u8) {
-    // IBV_FLUSH_GLOBAL | IBV_FLUSH_PERSISTENT, and IBV_FLUSH_RANGE or IBV_FLUSH_MR.
-    if ty == 0 || ty & !3 != 0 || level > 1 {
+    // IBV_FLUSH_GLOBAL | IBV_FLUSH_PERSISTENT, and IBV_FLUSH_RANGE or IBV_FLUSH_MR;
+    // the length goes into a RETH's 32 bits.
+    if ty == 0 || ty & !3 != 0 || level > 1 || u32::try_from(len).is_err() {
         // SAFETY: inside a batch on one of our QPs.
         return unsafe { batch(qpx).0.latch(libc::EINVAL) };
     }
@@ -1124,6 +1140,8 @@ mod tests {
         }
     }
 
+    const ALL_CAPS: DevCaps = DevCaps { atomic_write: true, flush: true };
+
     /// A QP over test memory, and kernel-side views of the same rings.
     struct Fixture {
         qp: *mut FerriteQp,
@@ -1149,7 +1167,7 @@ mod tests {
                 )
             };
             let qp = new_qp().unwrap();
-            let limits = Limits { qp_type, max_send_sge: max_sge, max_inline, max_recv_sge: max_sge };
+            let limits = Limits { qp_type, max_send_sge: max_sge, max_inline, max_recv_sge: max_sge, caps: DevCaps::default() };
             // SAFETY: qp is new and only this test uses it.
             unsafe {
                 install(qp, limits, sq, rq);
@@ -1166,6 +1184,13 @@ mod tests {
         fn qpx(&self) -> *mut IbvQpEx {
             // SAFETY: computes a member address only.
             unsafe { ptr::addr_of_mut!((*self.qp).vqp.qp_ex) }
+        }
+
+        /// A QP of a device that serves IBTA 1.5's ATOMIC WRITE and FLUSH.
+        fn ibta15(self) -> Fixture {
+            // SAFETY: the QP is this test's.
+            unsafe { (*self.qp).limits.caps = ALL_CAPS };
+            self
         }
 
         fn with_ops(self, f: u64) -> Fixture {
@@ -1331,15 +1356,16 @@ mod tests {
         wrs[0].wr = SendWrWr { atomic: AtomicWr { remote_addr: 0x8004, compare_add: 0, swap: 0, rkey: 1 } };
         assert_eq!(f.post(&mut wrs).0, libc::EINVAL);
 
-        // ATOMIC WRITE takes its 8 bytes from the WR's data at post time.
+        // ATOMIC WRITE: refused where the kernel does not advertise it.
         let mut v = 0x0102_0304_0506_0708u64.to_ne_bytes();
         let mut s = [sge(v.as_mut_ptr() as u64, 8, 3)];
         let mut wrs = [send_wr(5, op::ATOMIC_WRITE, &mut s)];
         wrs[0].wr = SendWrWr { rdma: RdmaWr { remote_addr: 0x9000, rkey: 12 } };
-        if !KERNEL_HAS_ATOMIC_WRITE_FLUSH {
-            assert_eq!(f.post(&mut wrs).0, libc::EINVAL, "not served by the kernel yet");
-            return;
-        }
+        assert_eq!(f.post(&mut wrs).0, libc::EINVAL, "the device does not serve it");
+        assert!(f.take_send().is_none());
+
+        // Where it does, it takes its 8 bytes from the WR's data at post time.
+        let f = f.ibta15();
         assert_eq!(f.post(&mut wrs).0, 0);
         v.fill(0);
         let (w, _) = f.take_send().unwrap();
@@ -1347,6 +1373,18 @@ mod tests {
             (w.opcode, w.remote_addr, w.rkey, w.swap, w.num_sge),
             (op::ATOMIC_WRITE, 0x9000, 12, 0x0102_0304_0506_0708, 0)
         );
+        // Not 8 bytes, or misaligned: EINVAL.
+        let mut s4 = [sge(v.as_mut_ptr() as u64, 4, 3)];
+        let mut wrs = [send_wr(6, op::ATOMIC_WRITE, &mut s4)];
+        wrs[0].wr = SendWrWr { rdma: RdmaWr { remote_addr: 0x9000, rkey: 12 } };
+        assert_eq!(f.post(&mut wrs).0, libc::EINVAL);
+        let mut wrs = [send_wr(7, op::ATOMIC_WRITE, &mut s)];
+        wrs[0].wr = SendWrWr { rdma: RdmaWr { remote_addr: 0x9004, rkey: 12 } };
+        assert_eq!(f.post(&mut wrs).0, libc::EINVAL);
+        // FLUSH cannot be posted with ibv_post_send (no type, no level).
+        let mut wrs = [send_wr(8, op::FLUSH, &mut [])];
+        assert_eq!(f.post(&mut wrs).0, libc::EINVAL);
+        assert!(f.take_send().is_none());
     }
 
     #[test]
@@ -1625,17 +1663,20 @@ mod tests {
     }
 
     #[test]
-    fn wr_api_atomic_write_and_flush_where_the_release_has_them() {
-        let f = Fixture::new(IBV_QPT_RC, 4, 1, 0).with_ops(send_ops_supported(IBV_QPT_RC));
+    fn wr_api_atomic_write_and_flush_where_the_release_and_the_device_have_them() {
+        // A device that does not serve them: not offered, the members stay NULL.
+        let none = Fixture::new(IBV_QPT_RC, 4, 1, 0).with_ops(send_ops_supported(DevCaps::default(), IBV_QPT_RC));
+        // SAFETY: the fixture's QP.
+        unsafe {
+            assert_eq!((*none.qpx()).tail.len(), QP_EX_TAIL);
+            assert!((*none.qpx()).tail.iter().all(|p| p.is_null()));
+        }
+        let f = Fixture::new(IBV_QPT_RC, 4, 1, 0).ibta15().with_ops(send_ops_supported(ALL_CAPS, IBV_QPT_RC));
         let x = f.qpx();
         // SAFETY: the fixture's QP; the tail members hold functions of these types.
         unsafe {
             assert_eq!((*x).tail.len(), QP_EX_TAIL);
-            if !KERNEL_HAS_ATOMIC_WRITE_FLUSH {
-                // Not offered: the members stay NULL.
-                assert!((*x).tail.iter().all(|p| p.is_null()));
-                return;
-            }
+            assert!((*x).tail.iter().all(|p| !p.is_null()));
             if let Some(&p) = (*x).tail.get(QP_EX_ATOMIC_WRITE) {
                 let aw: WrAtomicWrite = core::mem::transmute::<*const c_void, WrAtomicWrite>(p);
                 (*x).wr_start.unwrap()(x);
@@ -1662,21 +1703,45 @@ mod tests {
                 (*x).wr_start.unwrap()(x);
                 fl(x, 0x20, 0x9000, 4096, 0, 0);
                 assert_eq!((*x).wr_complete.unwrap()(x), libc::EINVAL, "no flush type");
+                (*x).wr_start.unwrap()(x);
+                fl(x, 0x20, 0x9000, 1 << 32, 1, 0);
+                assert_eq!((*x).wr_complete.unwrap()(x), libc::EINVAL, "longer than a RETH holds");
+                assert!(f.take_send().is_none());
             }
         }
     }
 
     #[test]
-    fn send_ops_by_qp_type() {
-        let uc = send_ops_supported(IBV_QPT_UC);
+    fn send_ops_by_qp_type_release_and_device() {
+        let none = DevCaps::default();
+        let uc = send_ops_supported(ALL_CAPS, IBV_QPT_UC);
         assert_eq!(uc, send_ops::RDMA_WRITE | send_ops::RDMA_WRITE_WITH_IMM | send_ops::SEND | send_ops::SEND_WITH_IMM);
-        let rc = send_ops_supported(IBV_QPT_RC);
+        let rc = send_ops_supported(ALL_CAPS, IBV_QPT_RC);
         assert_eq!(rc & uc, uc);
         assert_ne!(rc & send_ops::RDMA_READ, 0);
         assert_eq!(rc & (send_ops::LOCAL_INV | send_ops::BIND_MW | send_ops::SEND_WITH_INV | send_ops::TSO), 0);
-        assert_eq!(rc & send_ops::ATOMIC_WRITE != 0, QP_EX_HAS_ATOMIC_WRITE && KERNEL_HAS_ATOMIC_WRITE_FLUSH);
-        assert_eq!(rc & send_ops::FLUSH != 0, QP_EX_HAS_FLUSH && KERNEL_HAS_ATOMIC_WRITE_FLUSH);
-        assert_eq!(send_ops_supported(4), 0, "UD");
+        assert_eq!(rc & send_ops::ATOMIC_WRITE != 0, QP_EX_HAS_ATOMIC_WRITE);
+        assert_eq!(rc & send_ops::FLUSH != 0, QP_EX_HAS_FLUSH);
+        let plain = send_ops_supported(none, IBV_QPT_RC);
+        assert_eq!(plain, rc & !(send_ops::ATOMIC_WRITE | send_ops::FLUSH));
+        let aw_only = DevCaps { atomic_write: true, flush: false };
+        assert_eq!(send_ops_supported(aw_only, IBV_QPT_RC) & send_ops::FLUSH, 0);
+        assert_eq!(send_ops_supported(ALL_CAPS, 4), 0, "UD");
+    }
+
+    #[test]
+    fn device_caps_from_the_kernels_answer() {
+        let mut r = ExQueryDeviceResp { fw_ver: 0, rest: [0; 37] };
+        assert_eq!(DevCaps::from_cap_flags_ex(r.device_cap_flags_ex()), DevCaps::default());
+        // device_cap_flags_ex sits at byte 224 of ib_uverbs_ex_query_device_resp.
+        let at = 224 / 8 - 1;
+        r.rest[at] = device_cap::ATOMIC_WRITE | device_cap::FLUSH_GLOBAL | 1 << 5;
+        assert_eq!(DevCaps::from_cap_flags_ex(r.device_cap_flags_ex()), ALL_CAPS);
+        r.rest[at] = device_cap::ATOMIC_WRITE;
+        assert_eq!(DevCaps::from_cap_flags_ex(r.device_cap_flags_ex()), DevCaps { atomic_write: true, flush: false });
+        // What rxe of 6.2 on advertises.
+        r.rest[at] = device_cap::FLUSH_GLOBAL | device_cap::FLUSH_PERSISTENT | device_cap::ATOMIC_WRITE;
+        assert_eq!(DevCaps::from_cap_flags_ex(r.device_cap_flags_ex()), ALL_CAPS);
     }
 
     #[test]
@@ -1686,6 +1751,18 @@ mod tests {
         unsafe {
             assert_eq!(query_qp_data_in_order(f.ibqp(), op::RDMA_WRITE, 0), IBV_QUERY_QP_DATA_IN_ORDER_WHOLE_MSG);
             assert_eq!(query_qp_data_in_order(f.ibqp(), op::RDMA_READ, 0), 0);
+        }
+        let rc = Fixture::new(IBV_QPT_RC, 2, 1, 0);
+        // SAFETY: the fixture's QP.
+        unsafe {
+            assert_eq!(query_qp_data_in_order(rc.ibqp(), op::FLUSH, 0), 0);
+            assert_eq!(query_qp_data_in_order(rc.ibqp(), op::ATOMIC_WRITE, 0), 0);
+        }
+        let rc = rc.ibta15();
+        // SAFETY: as above.
+        unsafe {
+            assert_eq!(query_qp_data_in_order(rc.ibqp(), op::FLUSH, 0), IBV_QUERY_QP_DATA_IN_ORDER_WHOLE_MSG);
+            assert_eq!(query_qp_data_in_order(rc.ibqp(), op::ATOMIC_WRITE, 0), IBV_QUERY_QP_DATA_IN_ORDER_WHOLE_MSG);
         }
     }
 

@@ -776,11 +776,33 @@ pub struct CreateCqResp {
 /// `struct ib_uverbs_ex_query_device_resp` (304 bytes in every release and kernel
 /// ferrite targets).  libibverbs sends exactly this size as the core response and
 /// the rest as driver data, which ferrite.ko refuses, so the size must be exact.
-/// Only `base.fw_ver`, its first field, is read here; libibverbs copies the rest.
+/// Only `base.fw_ver`, its first field, and `device_cap_flags_ex` are read here;
+/// libibverbs copies the rest.
 #[repr(C)]
 pub struct ExQueryDeviceResp {
     pub fw_ver: u64,
     pub rest: [u64; 37],
+}
+
+impl ExQueryDeviceResp {
+    /// Bytes of the response up to and including `device_cap_flags_ex` (at offset
+    /// 224: `base` 176, comp_mask and response_length 8, odp_caps 24,
+    /// timestamp_mask 8, hca_core_clock 8).
+    pub const CAP_FLAGS_EX_END: usize = 232;
+
+    /// The kernel's `device_cap_flags_ex`: the whole 64-bit ib_device_attr
+    /// device_cap_flags.
+    pub fn device_cap_flags_ex(&self) -> u64 {
+        self.rest[Self::CAP_FLAGS_EX_END / 8 - 2]
+    }
+}
+
+/// `enum ib_uverbs_device_cap_flags` bits of IBTA 1.5's memory placement
+/// extensions (Linux 6.2 on).
+pub mod device_cap {
+    pub const FLUSH_GLOBAL: u64 = 1 << 38;
+    pub const FLUSH_PERSISTENT: u64 = 1 << 39;
+    pub const ATOMIC_WRITE: u64 = 1 << 40;
 }
 
 /// `struct ibv_query_port` (24).
