@@ -176,13 +176,33 @@ def _build(root, res, kdir, rec, logdir, background):
         os.unlink(logf)
     tmp = kdir + ".tmp"
     shutil.rmtree(tmp, ignore_errors=True)
-    os.makedirs(tmp)
-    # Old kernels of this target go.
+    # An older kernel of this target from the same source is the new build's starting
+    # point: Kbuild rebuilds exactly what the changed options touch (a fragment
+    # change takes minutes, not a whole build).  Any other old kernel just goes.
     parent = os.path.dirname(kdir)
-    for old in os.listdir(parent):
-        if re.fullmatch(re.escape(res["target"]) + r"-[0-9a-f]{12}", old) and \
-                os.path.join(parent, old) != kdir:
-            shutil.rmtree(os.path.join(parent, old), ignore_errors=True)
+    os.makedirs(parent, exist_ok=True)
+    reuse = None
+    for old in sorted(os.listdir(parent)):
+        path = os.path.join(parent, old)
+        if re.fullmatch(re.escape(res["target"]) + r"-[0-9a-f]{12}\.tmp", old):
+            shutil.rmtree(path, ignore_errors=True)  # an interrupted build
+            continue
+        if not re.fullmatch(re.escape(res["target"]) + r"-[0-9a-f]{12}", old) or path == kdir:
+            continue
+        try:
+            prev = json.load(open(os.path.join(path, "build.json")))
+        except (OSError, ValueError):
+            prev = {}
+        if reuse is None and prev.get("source_version") == rec["source_version"] and \
+                prev.get("toolchain") == rec["toolchain"] and \
+                os.path.isdir(os.path.join(path, "obj")) and os.path.isdir(os.path.join(path, "src")):
+            reuse = path
+            os.rename(path, tmp)
+            os.unlink(os.path.join(tmp, "build.json"))
+        else:
+            shutil.rmtree(path, ignore_errors=True)
+    if reuse is None:
+        os.makedirs(tmp)
     pem, _ = keys.key("test")
     shutil.copy(pem, os.path.join(tmp, "signing_key.pem"))
     os.chmod(os.path.join(tmp, "signing_key.pem"), 0o600)
@@ -197,14 +217,18 @@ def _build(root, res, kdir, rec, logdir, background):
     script = "\n".join([
         "set -e",
         f"cd {MOUNT}",
-        f"mkdir src && tar -xf /usr/src/linux-source-{series}.tar.xz -C src --strip-components=1",
+        f"[ -d src ] || {{ mkdir src.new && tar -xf /usr/src/linux-source-{series}.tar.xz "
+        f"-C src.new --strip-components=1 && mv src.new src; }}",
+        "rm -f obj/.config",
         f"{mk} tinyconfig",
         f"src/scripts/kconfig/merge_config.sh -m -O obj obj/.config fragment.config",
         f"{mk} olddefconfig",
         f"{mk} rustavailable || true",
     ])
     util.log(f"{res['target']}: configuring {res['kernel']} from {res['kernel_source']} "
-             f"{res['kernel_source_version']} + {res['kernel_config']} (log: {logf})")
+             f"{res['kernel_source_version']} + {res['kernel_config']}"
+             + (f", starting from the build tree of {os.path.basename(reuse)}" if reuse else "")
+             + f" (log: {logf})")
     r = build.in_root(root, tmp, script, logf, binds=[(tmp, MOUNT)])
     if r.returncode != 0:
         tail = "\n".join(open(logf, errors="replace").read().splitlines()[-15:])
