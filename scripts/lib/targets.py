@@ -29,6 +29,11 @@ def names():
     return list(load().keys())
 
 
+def default_names():
+    """The targets `test` and `build all` take when none is named."""
+    return [n for n, t in load().items() if t.get("in_all", True)]
+
+
 def get(name):
     t = load()
     if name not in t:
