@@ -908,6 +908,46 @@ impl Endpoint {
         Ok(n as usize)
     }
 
+    /// Like `poll_raw`, but where the CQ is empty and the endpoint has a completion
+    /// channel, sleep on it for at most `timeout`: arm the CQ, poll once more (closing
+    /// the race with a completion that came before the arming), wait for the event,
+    /// acknowledge it and poll again.  A sink that sleeps leaves its CPU to the device.
+    pub fn poll_or_sleep(&self, wcs: &mut [ibv_wc], timeout: Duration) -> Result<usize, String> {
+        let n = self.poll_raw(wcs)?;
+        if n > 0 || self.channel.is_null() {
+            return Ok(n);
+        }
+        // SAFETY: cq is live.
+        let rc = unsafe { ibv_req_notify_cq(self.cq, 0) };
+        if rc != 0 {
+            return Err(format!("ibv_req_notify_cq: {}", errno_str(rc)));
+        }
+        let n = self.poll_raw(wcs)?;
+        if n > 0 {
+            return Ok(n);
+        }
+        // SAFETY: channel is live while the endpoint is.
+        let fd = unsafe { (*self.channel).fd };
+        let mut pfd = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+        let ms = timeout.as_millis().clamp(1, i32::MAX as u128) as c_int;
+        // SAFETY: pfd is one valid pollfd for the duration of the call.
+        let r = unsafe { libc::poll(&mut pfd, 1, ms) };
+        if r < 0 {
+            return Err(format!("poll(completion channel): {}", last_os_error()));
+        }
+        if r > 0 {
+            let mut ev_cq: *mut ibv_cq = ptr::null_mut();
+            let mut ev_ctx: *mut std::os::raw::c_void = ptr::null_mut();
+            // SAFETY: the channel is live and readable; the out-pointers outlive the call.
+            if unsafe { ibv_get_cq_event(self.channel, &mut ev_cq, &mut ev_ctx) } != 0 {
+                return Err(format!("ibv_get_cq_event: {}", last_os_error()));
+            }
+            // SAFETY: one event of this endpoint's only CQ was returned above.
+            unsafe { ibv_ack_cq_events(ev_cq, 1) };
+        }
+        self.poll_raw(wcs)
+    }
+
     /// Read MR byte `off` as the device may have just written it (a volatile load).
     pub fn peek(&self, off: usize) -> u8 {
         assert!(off < self.buf_len);

@@ -169,6 +169,7 @@ pub fn run(o: &Opts) -> i32 {
             .u("sq", u64::from(l.sq))
             .u("rq", u64::from(l.rq))
             .u("region", l.region as u64)
+            .s("cpus_online", &clock::cpus_online())
             .u("tests", tests.len() as u64),
     );
     let mut c = Client { l, o, cq: Cq::new(), timeout_ns: o.timeout.as_nanos() as u64 };
@@ -271,7 +272,9 @@ impl Client<'_> {
             }
             recvs = Some((rc, total.min(u64::from(l.rq))));
         }
-        l.conn.ask(&format!("LAT op={} size={size} total={total}", op.name()), ASK)?.want("READY")?;
+        let yield_idle = o.yield_idle;
+        l.conn.ask(&format!("LAT op={} size={size} total={total} yield={}", op.name(),
+                            u8::from(yield_idle)), ASK)?.want("READY")?;
         let rkey = l.remote.rkey;
         let cop = match op {
             Op::Write => ChainOp::Write { raddr: l.remote_dst(), rkey },
@@ -308,6 +311,7 @@ impl Client<'_> {
                         sends.arm(&mut chain);
                         l.ep.post_chain(&mut chain, 1)?;
                         while l.ep.peek(dst + size - 1) != v {
+                            pump::idle(yield_idle);
                             watch.idle(|| format!("no reply to WRITE {i}"))?;
                         }
                     }
@@ -318,6 +322,7 @@ impl Client<'_> {
                         while !got {
                             let ws = cq.poll(&l.ep)?;
                             if ws.is_empty() {
+                                pump::idle(yield_idle);
                                 watch.idle(|| format!("no reply to SEND {i}"))?;
                             }
                             for w in ws {
@@ -338,6 +343,7 @@ impl Client<'_> {
                         while !got {
                             let ws = cq.poll(&l.ep)?;
                             if ws.is_empty() {
+                                pump::idle(yield_idle);
                                 watch.idle(|| format!("READ {i} did not complete"))?;
                             }
                             got = ws.iter().any(|w| w.wr_id == i);
@@ -387,6 +393,9 @@ impl Client<'_> {
             .u("warmup", warm)
             .b("inline", inline)
             .b("half_round_trip", op != Op::Read)
+            .b("yield", yield_idle)
+            .s("cpus_online", &clock::cpus_online())
+            .tag("cpu", &o.cpu.map_or("any".to_string(), |c| c.to_string()))
             .f("median_us", q(0.5))
             .f("p99_us", q(0.99))
             .f("min_us", q(0.0))

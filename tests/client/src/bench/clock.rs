@@ -118,3 +118,8 @@ pub fn counters_since(after: &[(String, u64)], before: &[(String, u64)]) -> Vec<
         })
         .collect()
 }
+
+/// The CPUs online, as the kernel lists them ("0-1", "0").
+pub fn cpus_online() -> String {
+    fs::read_to_string("/sys/devices/system/cpu/online").map(|s| s.trim().to_string()).unwrap_or_default()
+}

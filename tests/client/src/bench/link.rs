@@ -111,8 +111,9 @@ impl Link {
         })
     }
 
-    /// The server's side: accept, follow the client's HELLO, RTS, HELLO back.
-    pub fn server(o: &Opts) -> Result<Link, String> {
+    /// The server's side: accept, follow the client's HELLO, RTS, HELLO back.  With
+    /// `events`, its CQ gets a completion channel to sleep on.
+    pub fn server(o: &Opts, events: bool) -> Result<Link, String> {
         let mut conn = Conn::accept(o.port)?;
         let r = (|| {
             let h = conn.recv(Some(HELLO_WAIT))?.want("HELLO")?;
@@ -122,7 +123,7 @@ impl Link {
                 || rq == 0 || rq > 16384 {
                 return Err(format!("HELLO: bad region={region} sq={sq} rq={rq}"));
             }
-            let mut ep = Endpoint::open_cq(o.dev.as_deref(), o.gid_index, false, false, sq + rq + 64)?;
+            let mut ep = Endpoint::open_cq(o.dev.as_deref(), o.gid_index, false, events, sq + rq + 64)?;
             ep.create_sized(QpKind::Rc, 2 * region, sq, rq)?;
             let remote = remote_of(&h)?;
             let path_mtu = (h.num("mtu")? as u32).min(ep.caps.active_mtu);

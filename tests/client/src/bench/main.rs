@@ -21,6 +21,17 @@ mod opts;
 mod pump;
 mod server;
 
+/// Run this process on CPU `cpu` only.
+fn pin(cpu: usize) -> bool {
+    // SAFETY: cpu_set_t is plain data; all-zero is the empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: cpu < CPU_SETSIZE (checked by opts); set outlives both calls.
+    unsafe {
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) == 0
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let code = match opts::parse(&args) {
@@ -28,10 +39,16 @@ fn main() {
             print!("{}", opts::USAGE);
             0
         }
-        Ok(opts::Cmd::Run(o)) => match o.role {
-            opts::Role::Server => server::run(&o),
-            opts::Role::Client => client::run(&o),
-            opts::Role::Memcpy => memcpy::run(&o),
+        Ok(opts::Cmd::Run(o)) => match o.cpu {
+            Some(c) if !pin(c) => {
+                eprintln!("ferrite-bench: cannot run on CPU {c}: {}", std::io::Error::last_os_error());
+                1
+            }
+            _ => match o.role {
+                opts::Role::Server => server::run(&o),
+                opts::Role::Client => client::run(&o),
+                opts::Role::Memcpy => memcpy::run(&o),
+            },
         },
         Err(e) => {
             eprintln!("ferrite-bench: {e}\n\n{}", opts::USAGE);

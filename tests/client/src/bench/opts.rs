@@ -50,6 +50,10 @@ options:
   --lat-iters N     (default 2000)
   --warmup N        latency samples dropped first (default 100)
   --timeout SECS    a run that makes no progress for this long fails (default 30)
+  --yield           (client) latency loops yield the CPU on every empty poll, on both
+                    sides (with --cpu on both, ping-pong without waiting for the
+                    scheduler to preempt a spinning peer)
+  --cpu N           run on CPU N only (both roles)
   --marks           write(-1, \"ferrite-bench:start\") and \"...:stop\" around each
                     measured run, for counting its system calls under strace
   --seconds S       (memcpy) time per size (default 1)
@@ -115,6 +119,8 @@ pub struct Opts {
     pub warmup: u64,
     pub timeout: Duration,
     pub marks: bool,
+    pub yield_idle: bool,
+    pub cpu: Option<usize>,
     pub seconds: f64,
     pub tags: Vec<(String, String)>,
 }
@@ -180,6 +186,8 @@ pub fn parse(args: &[String]) -> Result<Cmd, String> {
         warmup: 100,
         timeout: Duration::from_secs(30),
         marks: false,
+        yield_idle: false,
+        cpu: None,
         seconds: 1.0,
         tags: Vec::new(),
     };
@@ -232,6 +240,14 @@ pub fn parse(args: &[String]) -> Result<Cmd, String> {
             "--warmup" => o.warmup = num(a, val(a)?)?,
             "--timeout" => o.timeout = Duration::from_secs(num(a, val(a)?)?.max(1)),
             "--marks" => o.marks = true,
+            "--yield" => o.yield_idle = true,
+            "--cpu" => {
+                let v = num(a, val(a)?)?;
+                if v >= libc::CPU_SETSIZE as u64 {
+                    return Err(format!("--cpu: {v} is too big"));
+                }
+                o.cpu = Some(v as usize);
+            }
             "--seconds" => {
                 let v = val(a)?;
                 o.seconds = v.parse().ok().filter(|s: &f64| *s > 0.0 && *s < 3600.0)

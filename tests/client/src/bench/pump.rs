@@ -13,6 +13,15 @@ use crate::clock::now_ns;
 /// Empty polls between two looks at the clock (and at the side channel).
 pub const SPINS: u32 = 4096;
 
+/// An empty spin of a latency loop: with `yield_idle`, give the CPU to whatever else
+/// is runnable on it (the peer, pinned to the same CPU, or the device's worker).
+pub fn idle(yield_idle: bool) {
+    if yield_idle {
+        // SAFETY: sched_yield has no preconditions.
+        unsafe { libc::sched_yield() };
+    }
+}
+
 /// A buffer of completions and the one ibv_poll_cq that fills it.
 pub struct Cq {
     wcs: Vec<ibv_wc>,
@@ -26,6 +35,17 @@ impl Cq {
 
     pub fn poll(&mut self, ep: &Endpoint) -> Result<&[ibv_wc], String> {
         let n = ep.poll_raw(&mut self.wcs)?;
+        self.checked(n)
+    }
+
+    /// Poll, sleeping on the endpoint's completion channel (if it has one) while the
+    /// CQ is empty, for at most `ms` milliseconds.
+    pub fn sleep(&mut self, ep: &Endpoint, ms: u64) -> Result<&[ibv_wc], String> {
+        let n = ep.poll_or_sleep(&mut self.wcs, std::time::Duration::from_millis(ms))?;
+        self.checked(n)
+    }
+
+    fn checked(&self, n: usize) -> Result<&[ibv_wc], String> {
         let got = &self.wcs[..n];
         if let Some(w) = got.iter().find(|w| w.status != ibv_wc_status::IBV_WC_SUCCESS) {
             return Err(format!("completion wr_id {} opcode {} status {} ({})", w.wr_id, w.opcode,
@@ -53,6 +73,12 @@ impl<'a> Watch<'a> {
     pub fn progress(&mut self) {
         self.spins = 0;
         self.last = 0;
+    }
+
+    /// An empty wait that took real time (a sleep): look at the clock now.
+    pub fn slept(&mut self, state: impl Fn() -> String) -> Result<(), String> {
+        self.spins = SPINS;
+        self.idle(state)
     }
 
     /// One empty spin; an error once the loop has stalled.

@@ -13,13 +13,15 @@ use rdma_sys::ibv_wc_opcode;
 use crate::clock;
 use crate::link::Link;
 use crate::opts::{Op, Opts};
-use crate::pump::{self, Cq, Sends, Watch};
+use crate::pump::{self, idle, Cq, Sends, Watch};
 
 /// Receives posted with one ibv_post_recv while a SEND stream runs.
 const RECV_BATCH: u64 = 16;
+/// Empty polls of a SEND stream's receiver before it sleeps on its completion channel.
+const SPIN_BEFORE_SLEEP: u32 = 16;
 
 pub fn run(o: &Opts) -> i32 {
-    let mut l = match Link::server(o) {
+    let mut l = match Link::server(o, true) {
         Ok(l) => l,
         Err(e) => {
             eprintln!("ferrite-bench server: {e}");
@@ -72,7 +74,8 @@ fn serve(l: &mut Link, cq: &mut Cq, m: &Msg, timeout_ns: u64) -> Result<(), Stri
     // it, the client ends the run with DONE whatever happened, and hears RESULT.
     let mut ready = false;
     let r = if m.verb == "LAT" {
-        pong(l, cq, op, size, total, timeout_ns, &mut ready)
+        let yield_idle = m.num("yield").unwrap_or(0) != 0;
+        pong(l, cq, op, size, total, timeout_ns, yield_idle, &mut ready)
     } else {
         sink(l, cq, op, size, total, timeout_ns, &mut ready)
     };
@@ -118,12 +121,21 @@ fn sink(l: &mut Link, cq: &mut Cq, op: Op, size: usize, total: u64, timeout_ns: 
     l.conn.send("READY")?;
     *ready = true;
     let mut watch = Watch::new(timeout_ns, Some(&l.conn), "receives");
+    let mut empty = 0u32;
     while got < total {
-        let ws = cq.poll(&l.ep)?;
+        // A few empty polls, then sleep on the completion channel: a sink that spins
+        // would take a vCPU from the device's own work.
+        let ws = if empty < SPIN_BEFORE_SLEEP { cq.poll(&l.ep)? } else { cq.sleep(&l.ep, 100)? };
         if ws.is_empty() {
-            watch.idle(|| format!("{got} of {total} received"))?;
+            empty += 1;
+            if empty > SPIN_BEFORE_SLEEP {
+                watch.slept(|| format!("{got} of {total} received"))?;
+            } else {
+                watch.idle(|| format!("{got} of {total} received"))?;
+            }
             continue;
         }
+        empty = 0;
         watch.progress();
         for w in ws {
             if w.opcode != ibv_wc_opcode::IBV_WC_RECV || w.byte_len as usize != size {
@@ -138,7 +150,7 @@ fn sink(l: &mut Link, cq: &mut Cq, op: Op, size: usize, total: u64, timeout_ns: 
 
 /// A latency run: answer each of `total` WRITEs or SENDs with one of ours.
 fn pong(l: &mut Link, cq: &mut Cq, op: Op, size: usize, total: u64, timeout_ns: u64,
-        ready: &mut bool) -> Result<(), String> {
+        yield_idle: bool, ready: &mut bool) -> Result<(), String> {
     let (src, dst) = (l.src(), l.dst());
     let inline = size <= l.ep.max_inline as usize;
     match op {
@@ -176,6 +188,7 @@ fn pong(l: &mut Link, cq: &mut Cq, op: Op, size: usize, total: u64, timeout_ns: 
         match op {
             Op::Write => {
                 while l.ep.peek(dst + size - 1) != v {
+                    idle(yield_idle);
                     watch.idle(|| format!("no WRITE {i}"))?;
                 }
             }
@@ -184,6 +197,7 @@ fn pong(l: &mut Link, cq: &mut Cq, op: Op, size: usize, total: u64, timeout_ns: 
                 while !got {
                     let ws = cq.poll(&l.ep)?;
                     if ws.is_empty() {
+                        idle(yield_idle);
                         watch.idle(|| format!("no SEND {i}"))?;
                     }
                     for w in ws {
