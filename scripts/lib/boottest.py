@@ -11,9 +11,10 @@ import os
 import re
 import shutil
 import sys
+import threading
 import time
 
-from . import boot, build, targets, util
+from . import boot, build, rootfs, targets, util
 
 TOP = util.TOP
 
@@ -136,6 +137,34 @@ def ktap_target(idx, name, sub, info, w):
     return passed
 
 
+def start_kernel_builds(names):
+    """Build self-built kernels (the debug target's) in the background, at low priority.
+
+    Such a kernel takes many minutes of CPU, while the boot tests of the targets before
+    it keep one core busy with single-threaded TCG and leave the other mostly idle.  The
+    kernel is built in that gap; its target's turn waits for it.  A failure here is not
+    reported: the target's own build repeats the step in the foreground and reports it.
+    """
+    later = [n for n in names[1:] if targets.get(n).get("source")]
+    if not later:
+        return {}
+    # Resolve everything first: resolution refreshes shared apt indices.
+    for n in names:
+        targets.resolve(n)
+    threads = {}
+    for n in later:
+        def work(n=n):
+            try:
+                rootfs.ensure(n, util.build_dir(n), background=True)
+            except util.Fail as e:
+                util.log(f"{n}: background kernel build failed, retrying in its turn: "
+                         f"{str(e).splitlines()[0]}")
+        t = threading.Thread(target=work, name=f"kernel-{n}", daemon=True)
+        t.start()
+        threads[n] = t
+    return threads
+
+
 def main(names, results_path=None):
     lines = []
 
@@ -146,7 +175,10 @@ def main(names, results_path=None):
     w("KTAP version 1")
     w(f"1..{len(names)}")
     summary = []
+    early = start_kernel_builds(names)
     for i, n in enumerate(names, 1):
+        if n in early:
+            early[n].join()
         util.log(f"{n}: boot test")
         sub, info = run_target(n)
         ok = ktap_target(i, n, sub, info, w)

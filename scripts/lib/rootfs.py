@@ -13,6 +13,7 @@ import glob
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 
@@ -56,21 +57,26 @@ def path_for(res):
     return os.path.join(util.cache_dir(), "rootfs", f"{res['target']}-{key_of(res)}")
 
 
-def ensure(name, logdir):
-    """Return (root path, resolution) for target `name`, building the root if needed."""
+def ensure(name, logdir, background=False):
+    """Return (root path, resolution) for target `name`, building the root if needed.
+
+    `background`: a kernel this target builds itself is built at low priority.
+    """
     res = targets.resolve(name)
     root = path_for(res)
     if os.path.exists(os.path.join(root, ".ferrite-root-ok")):
         if kernel.is_source_target(res):
-            kernel.ensure(root, res, logdir)
+            kernel.ensure(root, res, logdir, background)
         return root, res
     util.log(f"{name}: building root file system for {res['kernel']} (log: {logdir}/rootfs.log)")
     logf = os.path.join(logdir, "rootfs.log")
     if os.path.exists(logf):
         os.unlink(logf)
     # Old roots of this target are replaced.
+    # Only this target's: "trixie-*" would also match trixie-rt's and trixie-bpo's.
     for old in glob.glob(os.path.join(util.cache_dir(), "rootfs", f"{name}-*")):
-        if old != root:
+        if old != root and re.fullmatch(re.escape(name) + r"-[0-9a-f]{12}(\.tmp)?",
+                                        os.path.basename(old)):
             shutil.rmtree(old, ignore_errors=True)
     tmp = root + ".tmp"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -91,7 +97,7 @@ def ensure(name, logdir):
            res["suites"][0], tmp] + targets.source_lines(res["suites"])
     util.run(cmd, logfile=logf)
     if kernel.is_source_target(res):
-        return _finish(tmp, root, res, logdir)
+        return _finish(tmp, root, res, logdir, background)
     # The kernel image: unpacked, no maintainer scripts.
     debs = os.path.join(util.cache_dir(), "debs")
     os.makedirs(debs, exist_ok=True)
@@ -112,16 +118,16 @@ def ensure(name, logdir):
     util.run(["chroot", tmp, "/sbin/depmod", "-a", kver], logfile=logf)
     if not kernel_image(tmp, kver):
         raise util.Fail(f"{name}: no kernel image for {kver} in {pkgs}")
-    return _finish(tmp, root, res, logdir)
+    return _finish(tmp, root, res, logdir, background)
 
 
-def _finish(tmp, root, res, logdir):
+def _finish(tmp, root, res, logdir, background=False):
     with open(os.path.join(tmp, ".ferrite-resolved.json"), "w") as f:
         json.dump(res, f, indent=1)
     open(os.path.join(tmp, ".ferrite-root-ok"), "w").close()
     os.rename(tmp, root)
     if kernel.is_source_target(res):
-        kernel.ensure(root, res, logdir)
+        kernel.ensure(root, res, logdir, background)
     return root, res
 
 
