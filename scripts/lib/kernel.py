@@ -184,13 +184,15 @@ def _build(root, res, kdir, rec, logdir, background):
     reuse = None
     for old in sorted(os.listdir(parent)):
         path = os.path.join(parent, old)
-        if re.fullmatch(re.escape(res["target"]) + r"-[0-9a-f]{12}\.tmp", old):
-            shutil.rmtree(path, ignore_errors=True)  # an interrupted build
-            continue
-        if not re.fullmatch(re.escape(res["target"]) + r"-[0-9a-f]{12}", old) or path == kdir:
+        # A finished kernel has build.json; an interrupted build (.tmp) has the
+        # record it started from in build.partial.json, and is as good a start.
+        interrupted = re.fullmatch(re.escape(res["target"]) + r"-[0-9a-f]{12}\.tmp", old)
+        if not interrupted and (not re.fullmatch(re.escape(res["target"]) + r"-[0-9a-f]{12}", old)
+                                or path == kdir):
             continue
         try:
-            prev = json.load(open(os.path.join(path, "build.json")))
+            prev = json.load(open(os.path.join(
+                path, "build.partial.json" if interrupted else "build.json")))
         except (OSError, ValueError):
             prev = {}
         if reuse is None and prev.get("source_version") == rec["source_version"] and \
@@ -198,11 +200,15 @@ def _build(root, res, kdir, rec, logdir, background):
                 os.path.isdir(os.path.join(path, "obj")) and os.path.isdir(os.path.join(path, "src")):
             reuse = path
             os.rename(path, tmp)
-            os.unlink(os.path.join(tmp, "build.json"))
+            for f in ("build.json", "build.partial.json"):
+                if os.path.exists(os.path.join(tmp, f)):
+                    os.unlink(os.path.join(tmp, f))
         else:
             shutil.rmtree(path, ignore_errors=True)
     if reuse is None:
         os.makedirs(tmp)
+    with open(os.path.join(tmp, "build.partial.json"), "w") as f:
+        json.dump(rec, f, indent=1)
     pem, _ = keys.key("test")
     shutil.copy(pem, os.path.join(tmp, "signing_key.pem"))
     os.chmod(os.path.join(tmp, "signing_key.pem"), 0o600)
