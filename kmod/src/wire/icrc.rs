@@ -20,6 +20,16 @@
 //!
 //! The CRC function is injected through [`Crc32`] so that the kernel build uses the
 //! kernel's accelerated `crc32_le`; host builds have [`SoftCrc`].
+//!
+//! One exception, rxe's: the RC FLUSH of IBTA 1.5.  rxe's opcode table
+//! (rxe_opcode.c) gives RC_FLUSH no payload offset, so where rxe takes the payload
+//! for the ICRC (`payload_addr`, `payload_size`) it takes the packet's own
+//! transport headers instead, BTH (unmasked) to RETH, once more after step 3.
+//! Every rxe with FLUSH computes and checks that (read from the RC_FLUSH entries of
+//! the rdma_rxe modules of Linux 6.12, 7.2 and 7.3: payload offset 0, while every
+//! other opcode's is its header length), so an ICRC made as the specification says
+//! makes rxe drop the FLUSH.  ferrite sends [`Variant::RxeFlush`] for RC FLUSH and
+//! accepts either on receipt ([`fill`], [`check`]).
 
 use super::{bth, read_u16, read_u8, Error, Result};
 
@@ -150,6 +160,30 @@ pub fn bth_offset(ip_pkt: &[u8]) -> Result<usize> {
 ///
 /// The variant fields are masked in a copy on the stack; `ip_pkt` is not changed.
 pub fn compute(crc: &(impl Crc32 + ?Sized), ip_pkt: &[u8]) -> Result<u32> {
+    compute_as(crc, ip_pkt, Variant::Spec)
+}
+
+/// How an ICRC is computed (see the module's documentation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Variant {
+    /// As IBTA's RoCE v2 annex says.
+    Spec,
+    /// As rxe computes it for RC FLUSH: after the specification's CRC, the transport
+    /// bytes again, from the first byte of the BTH (as sent) to the ICRC.
+    RxeFlush,
+}
+
+/// The variant ferrite sends for the packet of opcode `opcode`.
+pub fn variant_for(opcode: u8) -> Variant {
+    if opcode == crate::opcode::op::RC_FLUSH {
+        Variant::RxeFlush
+    } else {
+        Variant::Spec
+    }
+}
+
+/// The ICRC of `ip_pkt` computed as `variant` says; errors as [`compute`].
+pub fn compute_as(crc: &(impl Crc32 + ?Sized), ip_pkt: &[u8], variant: Variant) -> Result<u32> {
     let layout = layout(ip_pkt)?;
     let prefix_len = layout.prefix_len();
     let mut prefix = [0u8; MAX_PREFIX_LEN];
@@ -179,7 +213,18 @@ pub fn compute(crc: &(impl Crc32 + ?Sized), ip_pkt: &[u8]) -> Result<u32> {
         .ok_or(Error::Truncated)?;
     let mut c = crc.crc32_le(SEED, prefix.get(..prefix_len).unwrap_or(&[]));
     c = crc.crc32_le(c, rest);
+    if variant == Variant::RxeFlush {
+        let transport = ip_pkt
+            .get(layout.bth_offset()..ip_pkt.len().saturating_sub(ICRC_LEN))
+            .ok_or(Error::Truncated)?;
+        c = crc.crc32_le(c, transport);
+    }
     Ok(!c)
+}
+
+/// The opcode in the BTH of `ip_pkt`, whose layout was checked.
+fn opcode_of(ip_pkt: &[u8], layout: &Layout) -> u8 {
+    read_u8(ip_pkt, layout.bth_offset() + bth::field::OPCODE)
 }
 
 /// Masks the UDP checksum and the BTH's resv8a byte, the UDP header being at `udp`.
@@ -199,16 +244,24 @@ fn stored(ip_pkt: &[u8]) -> Option<u32> {
     Some(u32::from_le_bytes(bytes))
 }
 
-/// Whether the ICRC at the end of `ip_pkt` is right.  Errors as [`compute`].
+/// Whether the ICRC at the end of `ip_pkt` is right: as the specification computes
+/// it, or for an RC FLUSH also as rxe does.  Errors as [`compute`].
 pub fn check(crc: &(impl Crc32 + ?Sized), ip_pkt: &[u8]) -> Result<bool> {
-    let want = compute(crc, ip_pkt)?;
-    Ok(stored(ip_pkt) == Some(want))
+    let layout = layout(ip_pkt)?;
+    let have = stored(ip_pkt);
+    if have == Some(compute_as(crc, ip_pkt, Variant::Spec)?) {
+        return Ok(true);
+    }
+    let v = variant_for(opcode_of(ip_pkt, &layout));
+    Ok(v != Variant::Spec && have == Some(compute_as(crc, ip_pkt, v)?))
 }
 
-/// Computes the ICRC of `ip_pkt` and writes it into its last 4 bytes.  Every other
-/// byte, the IP and UDP lengths included, must be final.  Errors as [`compute`].
+/// Computes the ICRC of `ip_pkt` and writes it into its last 4 bytes, as
+/// [`variant_for`] its opcode says.  Every other byte, the IP and UDP lengths
+/// included, must be final.  Errors as [`compute`].
 pub fn fill(crc: &(impl Crc32 + ?Sized), ip_pkt: &mut [u8]) -> Result<()> {
-    let icrc = compute(crc, ip_pkt)?;
+    let layout = layout(ip_pkt)?;
+    let icrc = compute_as(crc, ip_pkt, variant_for(opcode_of(ip_pkt, &layout)))?;
     let at = ip_pkt.len().saturating_sub(ICRC_LEN);
     let dst = ip_pkt.get_mut(at..).ok_or(Error::Truncated)?;
     for (d, s) in dst.iter_mut().zip(icrc.to_le_bytes()) {
@@ -532,4 +585,56 @@ mod tests {
             let _ = check(&SoftCrc, &p[..(x as usize % 70)]);
         }
     }
+
+    /// An RC FLUSH (to global visibility, of 64 bytes) over IPv4, as ferrite's
+    /// engine sends it before the ICRC.
+    #[rustfmt::skip]
+    static FLUSH_V4: [u8; 64] = [
+        // IPv4: length 64, DF, TTL 64, UDP, 192.0.2.1 > 192.0.2.2
+        0x45, 0x00, 0x00, 0x40, 0x00, 0x00, 0x40, 0x00, 0x40, 0x11, 0x00, 0x00, 0xc0, 0x00, 0x02,
+        0x01, 0xc0, 0x00, 0x02, 0x02,
+        // UDP: 0xc011 > 4791, length 44
+        0xc0, 0x11, 0x12, 0xb7, 0x00, 0x2c, 0x00, 0x00,
+        // BTH: RC FLUSH, QP 0x12, AckReq, PSN 0x123456
+        0x1c, 0x00, 0xff, 0xff, 0x00, 0x00, 0x00, 0x12, 0x80, 0x12, 0x34, 0x56,
+        // FETH: range, global
+        0x00, 0x00, 0x00, 0x01,
+        // RETH
+        0x00, 0x00, 0x7f, 0x00, 0x00, 0x00, 0x10, 0x00, 0x00, 0x00, 0x02, 0x01, 0x00, 0x00, 0x00, 0x40,
+        // ICRC
+        0, 0, 0, 0,
+    ];
+
+    #[test]
+    fn rc_flush_carries_rxes_icrc_and_either_is_accepted() {
+        // rxe's computation, step by step: the specification's CRC, then the
+        // transport headers again as they are.
+        let mut prefix = FLUSH_V4[..40].to_vec();
+        for at in [1, 8, 10, 11, 26, 27, 32] {
+            prefix[at] = 0xff;
+        }
+        let spec = BitCrc.crc32_le(BitCrc.crc32_le(SEED, &prefix), &FLUSH_V4[40..60]);
+        let rxe = !BitCrc.crc32_le(spec, &FLUSH_V4[28..60]);
+        let spec = !spec;
+        assert_ne!(spec, rxe);
+        assert_eq!(compute(&BitCrc, &FLUSH_V4), Ok(spec));
+        assert_eq!(compute_as(&BitCrc, &FLUSH_V4, Variant::RxeFlush), Ok(rxe));
+        let mut pkt = FLUSH_V4;
+        fill(&BitCrc, &mut pkt).unwrap();
+        assert_eq!(pkt[60..], rxe.to_le_bytes(), "a FLUSH goes out as rxe checks it");
+        assert_eq!(check(&SoftCrc, &pkt), Ok(true));
+        pkt[60..].copy_from_slice(&spec.to_le_bytes());
+        assert_eq!(check(&SoftCrc, &pkt), Ok(true), "the specification's is accepted too");
+        pkt[63] ^= 1;
+        assert_eq!(check(&SoftCrc, &pkt), Ok(false));
+        // Any other opcode: the specification's only.
+        let mut other = FLUSH_V4;
+        other[28] = 0x1d;
+        fill(&BitCrc, &mut other).unwrap();
+        assert_eq!(other[60..], compute(&BitCrc, &other).unwrap().to_le_bytes());
+        let rxe_way = compute_as(&BitCrc, &other, Variant::RxeFlush).unwrap();
+        other[60..].copy_from_slice(&rxe_way.to_le_bytes());
+        assert_eq!(check(&SoftCrc, &other), Ok(false));
+    }
+
 }
