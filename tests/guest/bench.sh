@@ -246,18 +246,19 @@ count_syscalls() {
 # perf_pair NAME TOOL ARGS...: one perftest server/client pair with the client's
 # parameters; its result line becomes a "perftest" object.
 perf_pair() {
-	local name=$1 tool=$2 spid rc
+	local name=$1 tool=$2 spid rc lf
 	shift 2
+	lf=$LOG/$DEVICE.$ROUND.$name
 	PORT=$((PORT + 1))
-	timeout 300 "$tool" -d "$D1" -x "$G1" -p "$PORT" -F "$@" > "$LOG/$name.pt-server" 2>&1 &
+	timeout 300 "$tool" -d "$D1" -x "$G1" -p "$PORT" -F "$@" > "$lf.server" 2>&1 &
 	spid=$!
 	wait_for 20 listening "$PORT" || { error "$DEVICE" "$ROUND" "$name" "$tool does not listen"; kill $spid; return 1; }
-	timeout 300 "$tool" -d "$D0" -x "$G0" -p "$PORT" -F "$@" 192.0.2.2 > "$LOG/$name.pt-client" 2>&1
+	timeout 300 "$tool" -d "$D0" -x "$G0" -p "$PORT" -F "$@" 192.0.2.2 > "$lf.client" 2>&1
 	rc=$?
 	[ $rc -eq 0 ] || kill $spid 2>/dev/null
 	stop_server $spid
 	if [ $rc -ne 0 ]; then
-		error "$DEVICE" "$ROUND" "$name" "$tool exit $rc: $(grep -v '^ *$' "$LOG/$name.pt-client" | tail -2)"
+		error "$DEVICE" "$ROUND" "$name" "$tool exit $rc: $(grep -v '^ *$' "$lf.client" | tail -2)"
 		return 1
 	fi
 	# The line after the "#bytes" header holds the figures.
@@ -273,7 +274,7 @@ perf_pair() {
 				printf "{\"kind\":\"perftest\",\"device\":\"%s\",\"round\":%d,\"tool\":\"%s\",\"test\":\"%s\",\"size\":%d,\"iters\":%d,\"bw_peak_MiBps\":%s,\"bw_avg_MiBps\":%s,\"msg_rate_Mpps\":%s}\n",
 					dev, round, tool, name, $1, $2, n($3), n($4), n($5)
 			exit
-		}' "$LOG/$name.pt-client" >> "$J"
+		}' "$lf.client" >> "$J"
 }
 
 round() { # round ferrite|rxe N
