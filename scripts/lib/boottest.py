@@ -45,13 +45,20 @@ def prepare_guest_dir(name, ko, script):
     os.makedirs(os.path.join(g, "out"))
     shutil.copy(ko, os.path.join(g, "ferrite.ko"))
     for f in os.listdir(logdir):
-        if f.startswith(("libferrite-rdmav", "ferrite-")) and f.endswith((".so", ".tar.gz")) \
+        if f.startswith("libferrite-rdmav") and f.endswith(".so") \
                 or f in ("verbs-ctl", "dlopen-local", "ferrite-testclient",
                          "ferrite-unsigned.ko", "ferrite-wrongkey.ko"):
             shutil.copy(os.path.join(logdir, f), g)
     # The guest scripts of each area, sourced by the boot test.
-    for f in ("lib.sh", "data.sh", "interop.sh", "debug.sh"):
+    for f in ("lib.sh", "data.sh", "interop.sh", "lifetime.sh", "debug.sh", "package.sh"):
         shutil.copy(os.path.join(TOP, "tests", "guest", f), g)
+    # The target's signed apt repositories and the keys the package checks use.
+    from . import package
+    for src, dst in package.guest_files(name):
+        if os.path.isdir(src):
+            shutil.copytree(src, os.path.join(g, dst))
+        else:
+            shutil.copy(src, os.path.join(g, dst))
     shutil.copy(script, os.path.join(g, "run"))
     os.chmod(os.path.join(g, "run"), 0o755)
     return g

@@ -173,32 +173,13 @@ def check_provider_links_libibverbs(so, pabi):
 
 
 def make_package(name, res, root, logdir, provider):
-    """The driver-only update for a target: build/<target>/ferrite-<target>.tar.gz.
-
-    Unpacked at / of a machine running that target, then `depmod -a`, it installs
-    ferrite.ko, the provider and its libibverbs driver file, and nothing else.
-    """
-    import tarfile
-    # Paths as the release lays them out: merged-/usr releases keep modules in /usr/lib.
-    merged = os.path.islink(os.path.join(root, "lib"))
-    moddir = ("usr/lib" if merged else "lib") + f"/modules/{res['kernel']}/updates"
-    providers = "usr/lib/x86_64-linux-gnu/libibverbs"
-    out = os.path.join(logdir, f"ferrite-{name}.tar.gz")
-
-    def entry(tar, arcname, data=None, path=None, mode=0o644):
-        ti = tarfile.TarInfo(arcname)
-        ti.mode, ti.uid, ti.gid, ti.uname, ti.gname = mode, 0, 0, "root", "root"
-        if path:
-            data = open(path, "rb").read()
-        ti.size = len(data)
-        import io
-        tar.addfile(ti, io.BytesIO(data))
-
-    with tarfile.open(out, "w:gz") as tar:
-        entry(tar, f"{moddir}/ferrite.ko", path=os.path.join(logdir, "ferrite.ko"))
-        entry(tar, f"{providers}/{provider}", path=os.path.join(logdir, provider), mode=0o755)
-        entry(tar, "etc/libibverbs.d/ferrite.driver", data=b"driver ferrite\n")
-    return os.path.basename(out)
+    """The target's driver-update packages and its signed apt repository, from which
+    the boot test installs ferrite (scripts/lib/package.py); returns what was made."""
+    from . import package
+    old = os.path.join(logdir, f"ferrite-{name}.tar.gz")
+    if os.path.exists(old):
+        os.unlink(old)  # the tar.gz the packages replace
+    return package.make_package(name, res, root, logdir, provider)
 
 
 def probe_names():
@@ -232,53 +213,42 @@ def in_root(root, mod_dir, script, logf, binds=()):
 
 
 def run_probes(root, res, mod, logdir):
-    """Compile each probe against the target's headers; write compat/config.h."""
+    """Run compat/run-probes.sh against the target's headers, in its root.
+
+    The script is the one probe runner: ferrite-dkms runs the same file on the user's
+    machine (packaging/dkms.conf).  It writes mod/compat/config.h; each probe's log is
+    kept as build/<target>/probes/NAME.log.  Returns {probe: bool}.
+    """
+    names = probe_names()
     kdir = f"/usr/src/linux-headers-{res['kernel']}"
-    pdir = os.path.join(mod, "probes")
+    cdir = os.path.join(mod, "compat")
+    shutil.rmtree(os.path.join(cdir, "probes"), ignore_errors=True)
+    shutil.copytree(os.path.join(TOP, "compat", "probes"), os.path.join(cdir, "probes"))
+    for f in ("probes.list", "run-probes.sh"):
+        shutil.copy(os.path.join(TOP, "compat", f), cdir)
+    config = os.path.join(cdir, "config.h")
+    if os.path.exists(config):
+        os.unlink(config)
+    pdir = os.path.join(logdir, "probes")
     shutil.rmtree(pdir, ignore_errors=True)
     os.makedirs(pdir)
-    names = probe_names()
-    with open(os.path.join(pdir, "Kbuild"), "w") as f:
-        # Only the errors a probe means to provoke; an unrelated warning (a tree that
-        # adds -Wmissing-prototypes, say) must not turn a feature off.
-        f.write("ccflags-y := -Werror=incompatible-pointer-types -Werror=int-conversion\n"
-                "obj-m := " + " ".join(n + ".o" for n in names + ["FERRITE_BASELINE"]) + "\n")
-    for n in names:
-        shutil.copy(os.path.join(TOP, "compat", "probes", n + ".c"), pdir)
-    # A probe that must always compile: if it fails, the tree or the root is broken
-    # (no assembler, headers of another kernel...) and every other answer is void.
-    with open(os.path.join(pdir, "FERRITE_BASELINE.c"), "w") as f:
-        f.write("// SPDX-License-Identifier: GPL-2.0\n#include <rdma/ib_verbs.h>\n\n"
-                "static int probe(struct ib_pd *pd, struct ib_udata *udata)\n{\n\treturn 0;\n}\n\n"
-                "const struct ib_device_ops probe_ops = { .alloc_pd = probe };\n")
-    blog = os.path.join(logdir, "probes", "FERRITE_BASELINE.log")
-    os.makedirs(os.path.dirname(blog), exist_ok=True)
-    if os.path.exists(blog):
-        os.unlink(blog)
-    kb = kernel.binds(res, root)
-    mv = res.get("make_vars", "")
-    r = in_root(root, mod, f"make -C {kdir} {mv} M=/mnt/probes FERRITE_BASELINE.o", blog, kb)
-    if r.returncode != 0 or not os.path.exists(os.path.join(pdir, "FERRITE_BASELINE.o")):
-        tail = "\n".join(open(blog, errors="replace").read().splitlines()[-10:])
-        raise util.Fail(f"{res['target']}: the baseline probe does not compile, so no probe "
-                        f"can be trusted (log: {blog}):\n{tail}")
-    results = {}
-    for n in names:
-        plog = os.path.join(logdir, "probes", n + ".log")
-        os.makedirs(os.path.dirname(plog), exist_ok=True)
+    logf = os.path.join(pdir, "run-probes.log")
+    r = in_root(root, mod, f"sh /mnt/compat/run-probes.sh {kdir} {res.get('make_vars', '')}",
+                logf, kernel.binds(res, root))
+    for n in names + ["FERRITE_BASELINE"]:
+        plog = os.path.join(mod, "probes", n + ".log")
         if os.path.exists(plog):
-            os.unlink(plog)
-        r = in_root(root, mod, f"make -C {kdir} {mv} M=/mnt/probes {n}.o", plog, kb)
-        ok = r.returncode == 0 and os.path.exists(os.path.join(pdir, n + ".o"))
-        results[n] = ok
-        util.log(f"{res['target']}: probe {n}: {'yes' if ok else 'no'}"
-                 + ("" if ok else f" (log: {os.path.relpath(plog, TOP)})"))
-    lines = ["/* Generated by scripts/ferrite from compat/probes.list: do not edit. */",
-             f"/* target {res['target']}, kernel {res['kernel']} */"]
+            shutil.copy(plog, pdir)
+    if r.returncode != 0 or not os.path.exists(config):
+        tail = "\n".join(open(logf, errors="replace").read().splitlines()[-12:])
+        raise util.Fail(f"{res['target']}: compat/run-probes.sh failed, so no probe can be "
+                        f"trusted (log: {logf}):\n{tail}")
+    text = open(config).read()
+    results = {n: f"#define {n} 1" in text.splitlines() for n in names}
     for n in names:
-        lines.append(f"#define {n} 1" if results[n] else f"/* {n} is not set */")
-    with open(os.path.join(mod, "compat", "config.h"), "w") as f:
-        f.write("\n".join(lines) + "\n")
+        ok = results[n]
+        util.log(f"{res['target']}: probe {n}: {'yes' if ok else 'no'}"
+                 + ("" if ok else f" (log: {os.path.relpath(os.path.join(pdir, n + '.log'), TOP)})"))
     return results
 
 

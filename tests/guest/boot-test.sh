@@ -29,6 +29,7 @@ busybox mount -t devtmpfs devtmpfs /dev 2>/dev/null
 busybox mount -t tmpfs tmpfs /run
 busybox mount -t tmpfs tmpfs /tmp
 KVER=$(uname -r)
+scale_timeouts
 
 finish() {
 	dmesg > "$OUT/dmesg.txt"
@@ -58,9 +59,9 @@ check() {
 	"$@"
 	result "$name" $?
 }
-wait_for() { # wait_for SECONDS COMMAND...
+wait_for() { # wait_for SECONDS COMMAND... (SECONDS times TIMEOUT_SCALE, lib.sh)
 	local i
-	for ((i = 0; i < $1 * 10; i++)); do
+	for ((i = 0; i < $1 * 10 * TIMEOUT_SCALE; i++)); do
 		"${@:2}" && return 0
 		sleep 0.1
 	done
@@ -81,14 +82,9 @@ t_core_modules() {
 }
 
 t_install_module() {
-	# The driver-only update, as a vendor ships it: unpack at /, then depmod.
-	local pkg
-	pkg=$(ls /ferrite/ferrite-*.tar.gz 2>/dev/null | head -1)
-	[ -n "$pkg" ] || { diag "no package"; return 1; }
-	diag "$(tar -tzf "$pkg" | tr '\n' ' ')"
-	tar -C / --keep-directory-symlink --no-same-owner -xzf "$pkg" &&
-		depmod -a "$KVER" &&
-		modinfo ferrite | grep -q "^vermagic: *$KVER " ||
+	# Installed from the signed repository by package_install (package.sh): the
+	# module modprobe finds is for this kernel.
+	modinfo ferrite | grep -q "^vermagic: *$KVER " ||
 		{ diag "ferrite.ko does not install for $KVER: $(modinfo -F vermagic ferrite 2>&1)"; return 1; }
 }
 
@@ -466,7 +462,14 @@ if sig_enforced; then
 	check module_sig_wrong_key_refused t_sig_wrong_key_refused
 	check module_sig_signer t_sig_signer
 fi
+# The driver-update packages, from the target's signed apt repository (package.sh).
+. /ferrite/package.sh
+check package_repository t_package_repository
+check package_repository_signature_checked t_package_repository_signature
+check package_install t_package_install
 check install_module t_install_module
+check package_module_signature t_package_module_signature
+check package_files_owned t_package_files
 check module_load t_module_load
 check veth_pair t_veth
 check link_add t_link_add
@@ -492,6 +495,8 @@ check provider_netdev_delete_while_open t_netdev_delete_while_open
 # Moving data: ferrite to ferrite, then ferrite and rxe (one script per area).
 . /ferrite/data.sh
 . /ferrite/interop.sh
+# Removing things under traffic: processes, links, netdevs, the module.
+. /ferrite/lifetime.sh
 check duplicate_netdev_rejected t_duplicate_netdev
 check missing_netdev_rejected t_missing_netdev
 check non_ethernet_rejected t_non_ethernet
@@ -502,6 +507,16 @@ check provider_unload_while_open t_unload_while_open
 check unload_with_devices t_unload_with_devices
 check autoload_on_link_add t_autoload
 check reload_unload t_reload
+# Upgrade in place to newer packages; ferrite-dkms where the root has DKMS (built in
+# the root: package.sh says why); then purge.
+check package_upgrade t_package_upgrade
+check package_upgrade_data t_package_upgrade_data
+if have_dkms; then
+	package_dkms_root_results
+	check package_dkms_module t_package_dkms_module
+fi
+check package_purge t_package_purge
+check package_rxe_after_purge t_package_rxe_after_purge
 check no_leaks t_no_leaks
 kmemleak_on && check kmemleak_clean t_kmemleak_clean
 check dmesg_clean t_dmesg_clean

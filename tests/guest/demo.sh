@@ -1,10 +1,11 @@
 #!/bin/bash
-# ferrite's demo, run as the guest's first process: install the driver-only update
-# package, put a ferrite device and, beside it, the kernel's own soft-RoCE (rxe)
-# device on the two ends of a veth pair, show what the kernel and the distro's own
-# libibverbs report of both, and move data between them with the distro's
-# ibv_rc_pingpong, each side once the server.  rxe (up to Linux 7.0) works only in
-# the initial network namespace, so ferrite's end of the pair is in namespace "f".
+# ferrite's demo, run as the guest's first process: install the driver-update
+# packages from the target's signed apt repository, put a ferrite device and, beside
+# it, the kernel's own soft-RoCE (rxe) device on the two ends of a veth pair, show
+# what the kernel and the distro's own libibverbs report of both, and move data
+# between them with the distro's ibv_rc_pingpong, each side once the server.  rxe
+# (up to Linux 7.0) works only in the initial network namespace, so ferrite's end of
+# the pair is in namespace "f".
 # Output: /ferrite/out/demo.txt.
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin
 OUT=/ferrite/out
@@ -20,8 +21,22 @@ KVER=$(uname -r)
 show() { echo "\$ $*"; "$@"; echo; }
 
 echo "== ferrite demo on $(. /etc/os-release; echo "$PRETTY_NAME"), kernel $KVER"
-show tar -C / --keep-directory-symlink --no-same-owner -xvzf /ferrite/ferrite-*.tar.gz
-depmod -a "$KVER"
+# The driver-update packages, from the target's signed apt repository, as a user
+# installs them (the guest has no network, so Debian's own sources are set aside).
+. /ferrite/package.env
+mkdir -p /etc/apt/offline /etc/apt/keyrings
+mv /etc/apt/sources.list /etc/apt/offline/ 2>/dev/null
+cp /ferrite/repo/ferrite-archive-keyring.gpg /etc/apt/keyrings/ferrite.gpg
+echo "deb [signed-by=/etc/apt/keyrings/ferrite.gpg] file:/ferrite/repo $PKG_SUITE main" \
+	> /etc/apt/sources.list.d/ferrite.list
+show cat /etc/apt/sources.list.d/ferrite.list
+show apt-get -q update
+if [ "$PKG_DISTRO" = yes ]; then
+	show env DEBIAN_FRONTEND=noninteractive apt-get -q -y install ferrite
+else
+	show env DEBIAN_FRONTEND=noninteractive apt-get -q -y install "ferrite-modules-$KVER" ferrite-provider
+fi
+show modinfo -F signer ferrite
 modprobe veth
 ip link set lo up
 ip netns add f
