@@ -79,6 +79,10 @@ testclient() {
 	[ $rc -eq 0 ] || kill $srv 2>/dev/null
 	wait $srv || rc=1
 	diag "$name: client: $(tail -1 "/tmp/$name.cli"); server: $(tail -1 "/tmp/$name.srv")"
+	# IBTA 1.5: how many ATOMIC_WRITE/FLUSH checks ran, and why any did not.
+	grep -h -e '^# no ATOMIC_WRITE' -e '^# no FLUSH' "/tmp/$name.cli" > "/tmp/$name.ibta"
+	diag "$name: $(grep -c -e '^ok .*\.atomic_write' -e '^ok .*\.flush_' "/tmp/$name.cli") ATOMIC_WRITE/FLUSH checks passed"
+	diag_file "/tmp/$name.ibta" 4
 	if [ $rc -ne 0 ]; then
 		grep -h '^not ok' "/tmp/$name.cli" "/tmp/$name.srv" > "/tmp/$name.bad"
 		diag_file "/tmp/$name.bad" 20
@@ -87,6 +91,23 @@ testclient() {
 		return 1
 	fi
 	grep -q '^[1-9][0-9]* passed, 0 failed$' "/tmp/$name.cli"
+}
+
+# ibta15_mode: the client's --ibta15 for an RC run here.  ferrite serves IBTA 1.5's
+# ATOMIC_WRITE and FLUSH where its tree knows the capability bits (Linux 6.2 on),
+# and so does rxe; rdma-core has ibv_wr_atomic_write from 44 and ibv_wr_flush from
+# 45.  Where both hold, the client must run what its libibverbs can post
+# ("require"); elsewhere it runs what both sides advertise, and on a ferrite device
+# with the verb but not the kernel it checks the refusal ("auto").
+ibta15_mode() {
+	local k r
+	k=$(uname -r | awk -F. '{ print $1 * 100 + $2 }')
+	r=$(dpkg-query -W -f '${Version}' libibverbs1 2>/dev/null | cut -d. -f1)
+	if [ "$k" -ge 602 ] && [ "${r:-0}" -ge 44 ] 2>/dev/null; then
+		echo require
+	else
+		echo auto
+	fi
 }
 
 counter() { # counter DEV NAME: one value of rdma statistic
@@ -122,12 +143,14 @@ t_data_rc_pingpong_ipv6() {
 	PAIR_V6=v6 pair pp_rc6 fa fa0 fb fb0 203.0.113.1 ibv_rc_pingpong -n 50
 }
 
-t_data_testclient_rc() { testclient tc_rc fa fa0 fb fb0 203.0.113.1 --qp rc --quick; }
+t_data_testclient_rc() { testclient tc_rc fa fa0 fb fb0 203.0.113.1 --qp rc --quick --ibta15 "$(ibta15_mode)"; }
 # UC has no flow control: a message of thousands of packets can overrun a receiver
 # that TCG schedules late, and a lost UC message is lost by design.  UC runs stop
 # at 1 MiB (1024 packets); RC covers the large sizes.
 t_data_testclient_uc() { testclient tc_uc fa fa0 fb fb0 203.0.113.1 --qp uc --quick --max-size 1048576; }
-t_data_testclient_rc_ipv6() { testclient tc_rc6 fa fa0 fb fb0 2001:db8:1::1 --qp rc --quick --ipv6; }
+t_data_testclient_rc_ipv6() {
+	testclient tc_rc6 fa fa0 fb fb0 2001:db8:1::1 --qp rc --quick --ipv6 --ibta15 "$(ibta15_mode)"
+}
 
 t_data_counters() {
 	# The traffic above is in the counters; the doorbell is rung far less than once
@@ -156,7 +179,7 @@ t_data_testclient_lossy() {
 		ip netns exec $1 tc qdisc add dev $2 root netem delay 1ms reorder 90% 50% loss 5% duplicate 1% ||
 			{ diag "tc netem on $2 failed"; return 1; }
 	done
-	testclient tc_lossy fa fa0 fb fb0 203.0.113.1 --qp rc --quick --max-size 1048576
+	testclient tc_lossy fa fa0 fb fb0 203.0.113.1 --qp rc --quick --max-size 1048576 --ibta15 "$(ibta15_mode)"
 	local rc=$?
 	ip netns exec fa tc qdisc del dev v10 root
 	ip netns exec fb tc qdisc del dev v11 root

@@ -10,9 +10,12 @@ use std::time::{Duration, Instant};
 
 use rdma_sys::ibv_wc_opcode::*;
 
-use crate::endpoint::{opcode_str, Endpoint, Remote, SendOp, SendWr, Wc};
+use crate::endpoint::{
+    opcode_str, Endpoint, Remote, SendOp, SendWr, Wc, IBV_FLUSH_GLOBAL, IBV_FLUSH_MR, IBV_FLUSH_RANGE,
+    IBV_WC_ATOMIC_WRITE, IBV_WC_FLUSH,
+};
 use crate::gid;
-use crate::opts::{Inject, Opts, QpKind};
+use crate::opts::{Ibta15, Inject, Opts, QpKind};
 use crate::pattern::{self, Pieces, GUARD};
 use crate::proto::{Conn, Msg};
 use crate::server::wr_id;
@@ -30,6 +33,13 @@ enum Kind {
     Fence,
     FetchAdd { init: u64, add: u64 },
     CmpSwp { init: u64, compare: u64, swap: u64 },
+    /// IBTA 1.5 ATOMIC WRITE of `values`, one after the other (the last stays).
+    AtomicWrite { init: u64, values: &'static [u64] },
+    /// A WRITE, a FLUSH of it (`level` IBV_FLUSH_RANGE or _MR), a READ of it back,
+    /// in one batch of the extended API.
+    WriteFlushRead { level: u8 },
+    /// A device that does not serve ATOMIC WRITE refuses it (local only).
+    AtomicWriteRefused,
 }
 
 #[derive(Clone, Debug)]
@@ -46,6 +56,13 @@ struct Test {
     n: usize,
 }
 
+impl Test {
+    /// Whether the test runs on this side alone (the server takes no part).
+    fn local(&self) -> bool {
+        matches!(self.kind, Kind::AtomicWriteRefused)
+    }
+}
+
 /// What the matrix is built from.
 struct Shape {
     kind: QpKind,
@@ -53,6 +70,11 @@ struct Shape {
     max_len: usize,
     max_inline: usize,
     atomics: bool,
+    /// IBTA 1.5: both sides serve ATOMIC WRITE / FLUSH; or this (ferrite) device
+    /// refuses ATOMIC WRITE although this libibverbs has the verb.
+    atomic_write: bool,
+    flush: bool,
+    aw_refused: bool,
     quick: bool,
 }
 
@@ -86,6 +108,10 @@ fn build(s: &Shape) -> Vec<Test> {
             Kind::Fence => "write2.read_fence",
             Kind::FetchAdd { .. } => "fetch_add",
             Kind::CmpSwp { .. } => "cmp_swp",
+            Kind::AtomicWrite { .. } => "atomic_write",
+            Kind::WriteFlushRead { level: IBV_FLUSH_MR } => "write.flush_mr.read",
+            Kind::WriteFlushRead { .. } => "write.flush_range.read",
+            Kind::AtomicWriteRefused => "atomic_write.refused",
         };
         let mut name = format!("{q}.{op}");
         if inline {
@@ -172,13 +198,47 @@ fn build(s: &Shape) -> Vec<Test> {
         for k in cases {
             add(k, 8, 1, 1, false, 1);
         }
-        // Names: number the atomic cases instead of showing their length.
-        let mut i = 0;
-        for t in out.iter_mut() {
-            if matches!(t.kind, Kind::FetchAdd { .. } | Kind::CmpSwp { .. }) {
+    }
+    // IBTA 1.5 (RC only): ATOMIC WRITE of edge values, twice in a row to one slot;
+    // FLUSH of a range and of the whole region after a WRITE, then a READ back.
+    if rc && s.atomic_write {
+        let cases: [(u64, &'static [u64]); 4] = [
+            (0x1111_2222_3333_4444, &[0x0123_4567_89ab_cdef]),
+            (0, &[u64::MAX]),
+            (u64::MAX, &[0x8000_0000_0000_0001]),
+            (5, &[0xaaaa_aaaa_aaaa_aaaa, 0x5555_5555_5555_5555]),
+        ];
+        for (init, values) in cases {
+            add(Kind::AtomicWrite { init, values }, 8, 1, 1, false, values.len());
+        }
+    }
+    if rc && s.flush {
+        let lens: Vec<usize> = if s.quick { vec![m + 1] } else { vec![1, m + 1, 65537] };
+        for &len in &lens {
+            add(Kind::WriteFlushRead { level: IBV_FLUSH_RANGE }, len, 1, 1, false, 1);
+        }
+        add(Kind::WriteFlushRead { level: IBV_FLUSH_MR }, 4097, 1, 1, false, 1);
+    }
+    if rc && s.aw_refused {
+        add(Kind::AtomicWriteRefused, 8, 1, 1, false, 1);
+    }
+    // Names: number the atomic and ATOMIC WRITE cases instead of showing their
+    // length; the refusal has none.
+    let (mut i, mut j) = (0, 0);
+    for t in out.iter_mut() {
+        match t.kind {
+            Kind::FetchAdd { .. } | Kind::CmpSwp { .. } => {
                 i += 1;
                 t.name = format!("{}.case{i}", t.name.trim_end_matches(".len=8"));
             }
+            Kind::AtomicWrite { values, .. } => {
+                j += 1;
+                let base = t.name.trim_end_matches(".len=8").replace(".unsignaled2", "");
+                let twice = if values.len() > 1 { ".twice" } else { "" };
+                t.name = format!("{base}{twice}.case{j}");
+            }
+            Kind::AtomicWriteRefused => t.name = t.name.trim_end_matches(".len=8").to_string(),
+            _ => {}
         }
     }
     out
@@ -234,7 +294,8 @@ pub fn run(o: &Opts) -> i32 {
     }
     let started = Instant::now();
     c.tap.plan(tests.len());
-    let mut fatal = c.conn.send(&format!("PLAN n={}", tests.len())).err();
+    let remote_tests = tests.iter().filter(|t| !t.local()).count();
+    let mut fatal = c.conn.send(&format!("PLAN n={remote_tests}")).err();
     for (i, t) in tests.iter().enumerate() {
         let idx = i as u32 + 1;
         if let Some(f) = &fatal {
@@ -281,6 +342,9 @@ fn setup(o: &Opts) -> Result<(Client, Shape), String> {
         }
     }
     let max_size = o.max_size.min(ep.caps.max_msg_sz as usize);
+    if o.ibta15 != Ibta15::Off {
+        ep.want_ibta15();
+    }
     ep.create(o.qp, pattern::mr_len(max_size))?;
     let mut conn = Conn::connect(o.server.as_deref().unwrap_or_default(), o.port,
                                  Duration::from_secs(30))?;
@@ -314,15 +378,19 @@ fn setup(o: &Opts) -> Result<(Client, Shape), String> {
     ep.to_rts(psn, max_rd)?;
     // The server registered an MR for max_size bytes, as HELLO asked.
     let max_len = max_size.min(h.num("max_msg")? as usize);
+    let tap = Tap::default();
+    let (atomic_write, flush, aw_refused) = ibta15(&ep, &h, o, &tap)?;
     let shape = Shape {
         kind: o.qp,
         mtu: path_mtu as usize,
         max_len,
         max_inline: ep.max_inline as usize,
         atomics: ep.caps.atomics && h.num("atomic")? != 0 && !o.no_atomics,
+        atomic_write,
+        flush,
+        aw_refused,
         quick: o.quick,
     };
-    let tap = Tap::default();
     tap.diag(&format!(
         "{} gid[{}] {} qpn {:#x} psn {:#x} <-> server {} qpn {:#x} psn {:#x} gid {}",
         ep.dev, ep.gid_index, gid::show(&ep.gid), ep.qpn(), psn, conn.peer, remote.qpn,
@@ -330,10 +398,10 @@ fn setup(o: &Opts) -> Result<(Client, Shape), String> {
     ));
     tap.diag(&format!(
         "{}, path_mtu {}, max message {} (max_msg_sz {} here, {} there), max_inline {}, \
-         max_rd_atomic {}, atomics {}, {}, per-op timeout {} s",
+         max_rd_atomic {}, atomics {}, atomic_write {}, flush {}, {}, per-op timeout {} s",
         o.qp.name(), path_mtu, max_len, ep.caps.max_msg_sz, h.num("max_msg")?, ep.max_inline,
-        max_rd, shape.atomics, if o.events { "completion channel" } else { "polling" },
-        o.timeout.as_secs()
+        max_rd, shape.atomics, shape.atomic_write, shape.flush,
+        if o.events { "completion channel" } else { "polling" }, o.timeout.as_secs()
     ));
     let c = Client {
         ep, conn, tap, remote, path_mtu, max_rd, max_dest, timeout: o.timeout,
@@ -341,6 +409,49 @@ fn setup(o: &Opts) -> Result<(Client, Shape), String> {
         inject: o.inject,
     };
     Ok((c, shape))
+}
+
+/// Which IBTA 1.5 tests run: ATOMIC WRITE, FLUSH, and the refusal of ATOMIC WRITE.
+/// Each needs this libibverbs to have its verb (rdma-core 44, 45), this side's QP
+/// to have been made with it, and the server to take it (its HELLO's `aw=`,
+/// `flush=`).  `--ibta15 require` fails the setup where one the libibverbs has
+/// cannot run; the diagnostics say why one does not.
+fn ibta15(ep: &Endpoint, h: &Msg, o: &Opts, tap: &Tap) -> Result<(bool, bool, bool), String> {
+    if o.qp != QpKind::Rc || o.ibta15 == Ibta15::Off {
+        if o.qp == QpKind::Rc {
+            tap.diag("no ATOMIC_WRITE or FLUSH tests (--ibta15 off)");
+        }
+        return Ok((false, false, false));
+    }
+    let rel = ep.rdma_core.map_or("an unknown release".into(), |(a, b)| format!("rdma-core {a}.{b}"));
+    // Older servers say nothing of these: they take neither.
+    let peer = |k: &str| h.num(k).unwrap_or(0) != 0;
+    let mut missing = Vec::new();
+    let mut decide = |what: &str, since: u32, dev: bool, posts: bool, peer: bool| -> bool {
+        let why = if !ep.rdma_core_at_least(since) {
+            tap.diag(&format!("no {what} tests: libibverbs of {rel} has no verb for it (rdma-core {since})"));
+            return false;
+        } else if !dev {
+            format!("{} does not advertise {what}", ep.dev)
+        } else if !posts {
+            format!("{}'s provider refused a QP with {what}", ep.dev)
+        } else if !peer {
+            format!("the server's device does not take {what}")
+        } else {
+            return true;
+        };
+        tap.diag(&format!("no {what} tests: {why}"));
+        missing.push(why);
+        false
+    };
+    let aw = decide("ATOMIC_WRITE", 44, ep.caps.atomic_write, ep.posts_atomic_write, peer("aw"));
+    let flush = decide("FLUSH", 45, ep.caps.flush, ep.posts_flush, peer("flush"));
+    if o.ibta15 == Ibta15::Require && !missing.is_empty() {
+        return Err(format!("--ibta15 require: {}", missing.join("; ")));
+    }
+    // A ferrite device that does not serve ATOMIC WRITE must refuse it.
+    let refused = !ep.caps.atomic_write && ep.rdma_core_at_least(44) && ep.is_ferrite();
+    Ok((aw, flush, refused))
 }
 
 /// Pieces of a local region as SGEs (none for an empty message).
@@ -378,6 +489,9 @@ impl Client {
             Kind::Read => self.read(idx, t),
             Kind::Fence => self.fence(idx, t),
             Kind::FetchAdd { .. } | Kind::CmpSwp { .. } => self.atomic(idx, t),
+            Kind::AtomicWrite { .. } => self.atomic_write(idx, t),
+            Kind::WriteFlushRead { level } => self.write_flush_read(idx, t, level),
+            Kind::AtomicWriteRefused => Ok(self.ep.check_atomic_write_refused()),
         }
     }
 
@@ -679,6 +793,93 @@ impl Client {
             }
             Ok(())
         }))
+    }
+
+    /// ATOMIC WRITEs of `values` to one 8-byte slot of the server's, in one batch:
+    /// each completes as IBV_WC_ATOMIC_WRITE of 8 bytes, the slot holds the last
+    /// value afterwards, and its neighbours are untouched (the server checks).
+    fn atomic_write(&mut self, idx: u32, t: &Test) -> Result<Outcome, String> {
+        let Kind::AtomicWrite { init, values } = t.kind else { unreachable!() };
+        let req = format!("ATOMIC_SET t={idx} name={} value={init}", t.name);
+        let ready = match self.prepare(&req)? {
+            Ok(r) => r,
+            Err(e) => return Ok(Err(e)),
+        };
+        let rkey = self.remote.rkey;
+        let local = ready.num("addr").and_then(|raddr| {
+            let wrs: Vec<SendWr> = values
+                .iter()
+                .enumerate()
+                .map(|(k, v)| SendWr {
+                    wr_id: wr_id(idx, k),
+                    op: SendOp::AtomicWrite { raddr, rkey, value: v.to_ne_bytes() },
+                    sges: Vec::new(),
+                    signaled: true,
+                    inline: false,
+                    fence: false,
+                })
+                .collect();
+            self.ep.post_wr(&wrs)?;
+            let want: Vec<(u64, u32, Option<u32>)> =
+                (0..values.len()).map(|k| (wr_id(idx, k), IBV_WC_ATOMIC_WRITE, Some(8))).collect();
+            self.completions(&want, false)
+        });
+        let last = *values.last().unwrap();
+        let verdict = self.conclude(local)?;
+        Ok(verdict.and_then(|r| {
+            let v = r.num("value")?;
+            if v != last {
+                return Err(format!("remote value {v:#x} afterwards, want {last:#x}"));
+            }
+            Ok(())
+        }))
+    }
+
+    /// A WRITE to the server's memory, a FLUSH of it (the range, or the whole
+    /// region), and a READ of it back, posted as one batch: the FLUSH completes
+    /// after the WRITE, as IBV_WC_FLUSH, and the READ returns what the WRITE wrote;
+    /// the server checks the bytes in its memory.
+    fn write_flush_read(&mut self, idx: u32, t: &Test, level: u8) -> Result<Outcome, String> {
+        let req = format!("EXPECT_WRITE t={idx} name={} len={} n=1 imm=-", t.name, t.len);
+        let ready = match self.prepare(&req)? {
+            Ok(r) => r,
+            Err(e) => return Ok(Err(e)),
+        };
+        let rkey = self.remote.rkey;
+        let local = addrs(&ready).and_then(|ra| {
+            let (p, bases) = self.local_regions(t, 2)?;
+            let &[raddr] = &ra[..] else {
+                return Err(format!("READY lists {} addresses for 1 write", ra.len()));
+            };
+            let seed = pattern::seed_for(idx, 0);
+            let mem = self.ep.mem();
+            pattern::fill_pieces(mem, bases[0], &p, seed);
+            pattern::poison(mem, bases[1], &p, seed);
+            // IBV_FLUSH_MR flushes the whole region: the RETH's range does not count.
+            let flen = if level == IBV_FLUSH_MR { 0 } else { t.len };
+            let wr = |k: usize, op: SendOp, sges: Vec<(usize, usize)>| SendWr {
+                wr_id: wr_id(idx, k),
+                op,
+                sges,
+                signaled: true,
+                inline: false,
+                fence: false,
+            };
+            self.ep.post_wr(&[
+                wr(0, SendOp::Write { raddr, rkey }, sges(bases[0], &p, t.len)),
+                wr(1, SendOp::Flush { raddr, rkey, len: flen, ty: IBV_FLUSH_GLOBAL, level }, Vec::new()),
+                wr(2, SendOp::Read { raddr, rkey }, sges(bases[1], &p, t.len)),
+            ])?;
+            self.completions(&[
+                (wr_id(idx, 0), IBV_WC_RDMA_WRITE, None),
+                (wr_id(idx, 1), IBV_WC_FLUSH, Some(flen as u32)),
+                (wr_id(idx, 2), IBV_WC_RDMA_READ, Some(t.len as u32)),
+            ], false)?;
+            let mem = self.ep.mem();
+            pattern::verify(mem, bases[1], &p, seed, t.len)
+                .map_err(|e| format!("the READ after the FLUSH did not return the WRITE's data: {e}"))
+        });
+        Ok(self.conclude(local)?.map(|_| ()))
     }
 
     /// Reset both QPs and reconnect them with fresh PSNs.

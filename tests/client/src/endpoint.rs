@@ -58,6 +58,8 @@ pub fn opcode_str(op: u32) -> String {
         IBV_WC_RDMA_READ => "IBV_WC_RDMA_READ".into(),
         IBV_WC_COMP_SWAP => "IBV_WC_COMP_SWAP".into(),
         IBV_WC_FETCH_ADD => "IBV_WC_FETCH_ADD".into(),
+        IBV_WC_FLUSH => "IBV_WC_FLUSH".into(),
+        IBV_WC_ATOMIC_WRITE => "IBV_WC_ATOMIC_WRITE".into(),
         IBV_WC_RECV => "IBV_WC_RECV".into(),
         IBV_WC_RECV_RDMA_WITH_IMM => "IBV_WC_RECV_RDMA_WITH_IMM".into(),
         o => format!("opcode {o}"),
@@ -91,6 +93,68 @@ pub enum SendOp {
     Read { raddr: u64, rkey: u32 },
     FetchAdd { raddr: u64, rkey: u32, add: u64 },
     CmpSwp { raddr: u64, rkey: u32, compare: u64, swap: u64 },
+    /// IBTA 1.5 (`post_wr` only): 8 bytes stored at once at an aligned address.
+    AtomicWrite { raddr: u64, rkey: u32, value: [u8; 8] },
+    /// IBTA 1.5 (`post_wr` only): `ty` IBV_FLUSH_GLOBAL/PERSISTENT, `level`
+    /// IBV_FLUSH_RANGE (0, `len` bytes at `raddr`) or IBV_FLUSH_MR (1).
+    Flush { raddr: u64, rkey: u32, len: usize, ty: u8, level: u8 },
+}
+
+/// enum ibv_wc_opcode values of rdma-core 44/45 (rdma-sys is built against 33.2).
+pub const IBV_WC_FLUSH: u32 = 8;
+pub const IBV_WC_ATOMIC_WRITE: u32 = 9;
+/// enum ibv_wr_opcode's IBV_WR_ATOMIC_WRITE (rdma-core 44).
+pub const IBV_WR_ATOMIC_WRITE: u32 = 15;
+/// IBV_ACCESS_FLUSH_GLOBAL (rdma-core 45), for MRs and QPs.
+pub const IBV_ACCESS_FLUSH_GLOBAL: u32 = 1 << 8;
+/// IBV_FLUSH_GLOBAL; IBV_FLUSH_RANGE and IBV_FLUSH_MR.
+pub const IBV_FLUSH_GLOBAL: u8 = 1;
+pub const IBV_FLUSH_RANGE: u8 = 0;
+pub const IBV_FLUSH_MR: u8 = 1;
+/// IBV_QP_EX_WITH_FLUSH and _ATOMIC_WRITE (rdma-core 45 and 44).
+const QP_EX_WITH_FLUSH: u64 = 1 << 11;
+const QP_EX_WITH_ATOMIC_WRITE: u64 = 1 << 12;
+/// enum ib_uverbs_device_cap_flags bits of device_cap_flags_ex (Linux 6.2).
+const DEVICE_FLUSH_GLOBAL: u64 = 1 << 38;
+const DEVICE_ATOMIC_WRITE: u64 = 1 << 40;
+
+/// `struct ibv_qp_ex` as rdma-core 45 on has it: rdma-sys's (33.2's) members, then
+/// `wr_atomic_write` (added in 44) and `wr_flush` (45).  Only read where the
+/// libibverbs this process runs with is of such a release.
+#[repr(C)]
+struct QpExTail {
+    base: ibv_qp_ex,
+    wr_atomic_write: Option<unsafe extern "C" fn(*mut ibv_qp_ex, u32, u64, *const std::os::raw::c_void)>,
+    wr_flush: Option<unsafe extern "C" fn(*mut ibv_qp_ex, u32, u64, usize, u8, u8)>,
+}
+
+/// The rdma-core release (major, minor) of the libibverbs this process runs with,
+/// from the name of the file it mapped: `libibverbs.so.1.<abi>.<major>.<minor>`,
+/// as rdma-core installs it.  None if it cannot tell.
+pub fn rdma_core_release() -> Option<(u32, u32)> {
+    let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
+    maps.lines().find_map(|l| {
+        let name = l.rsplit('/').next()?;
+        let v: Vec<u32> = name.strip_prefix("libibverbs.so.1.")?.split('.').map(|p| p.parse().ok()).collect::<Option<_>>()?;
+        (v.len() == 3).then(|| (v[1], v[2]))
+    })
+}
+
+/// The verbs_context of `ctx` if `op` (at byte offset `off` in it) is one its
+/// library has, as verbs.h's verbs_get_ctx_op() finds it.
+///
+/// # Safety
+/// `ctx` is an open context.
+unsafe fn verbs_op(ctx: *mut ibv_context, off: usize) -> Option<*mut verbs_context> {
+    // SAFETY: function contract; abi_compat marks an extended context
+    // (__VERBS_ABI_IS_EXTENDED), which libibverbs puts right after a verbs_context.
+    unsafe {
+        if (*ctx).abi_compat as usize != usize::MAX {
+            return None;
+        }
+        let vctx = (ctx as *mut u8).sub(std::mem::offset_of!(verbs_context, context)) as *mut verbs_context;
+        ((*vctx).sz >= std::mem::size_of::<verbs_context>() - off).then_some(vctx)
+    }
 }
 
 pub struct SendWr {
@@ -116,6 +180,10 @@ pub struct Caps {
     pub max_qp_rd_atom: u32,
     pub max_qp_init_rd_atom: u32,
     pub atomics: bool,
+    /// The device (its kernel driver) serves IBTA 1.5 ATOMIC WRITE, FLUSH to global
+    /// visibility (device_cap_flags_ex).
+    pub atomic_write: bool,
+    pub flush: bool,
 }
 
 pub struct Endpoint {
@@ -133,6 +201,38 @@ pub struct Endpoint {
     pub gid: Gid,
     pub kind: QpKind,
     pub max_inline: u32,
+    /// Create the QP with the extended API and IBTA 1.5's operations, register the
+    /// MR and set the QP's access for FLUSH (see `want_ibta15`).
+    ibta15: bool,
+    /// The QP's `ibv_qp_ex` (created with send ops), or null.
+    qpx: *mut ibv_qp_ex,
+    /// What `post_wr` can post on this QP; what the MR and QP let a peer FLUSH.
+    pub posts_atomic_write: bool,
+    pub posts_flush: bool,
+    pub takes_flush: bool,
+    /// The runtime libibverbs' rdma-core release.
+    pub rdma_core: Option<(u32, u32)>,
+}
+
+/// The device's `device_cap_flags_ex` (ibv_query_device_ex), or 0.
+///
+/// # Safety
+/// `ctx` is an open context.
+unsafe fn cap_flags_ex(ctx: *mut ibv_context) -> u64 {
+    // SAFETY: function contract.
+    let Some(vctx) = (unsafe { verbs_op(ctx, std::mem::offset_of!(verbs_context, query_device_ex)) }) else {
+        return 0;
+    };
+    // SAFETY: vctx is the context's verbs_context and has the op.
+    let Some(query) = (unsafe { (*vctx).query_device_ex }) else { return 0 };
+    // SAFETY: plain data the call fills (libibverbs copies what attr_size allows).
+    let mut attr: ibv_device_attr_ex = unsafe { std::mem::zeroed() };
+    // SAFETY: ctx is open; attr outlives the call and is as large as passed.
+    let rc = unsafe { query(ctx, ptr::null(), &mut attr, std::mem::size_of::<ibv_device_attr_ex>()) };
+    if rc != 0 {
+        return 0;
+    }
+    attr.device_cap_flags_ex
 }
 
 /// IB MTU enum value of a size in bytes (256..4096).
@@ -183,11 +283,19 @@ impl Endpoint {
                 max_qp_rd_atom: 0,
                 max_qp_init_rd_atom: 0,
                 atomics: false,
+                atomic_write: false,
+                flush: false,
             },
             gid_index: 0,
             gid: [0; 16],
             kind: QpKind::Rc,
             max_inline: 0,
+            ibta15: false,
+            qpx: ptr::null_mut(),
+            posts_atomic_write: false,
+            posts_flush: false,
+            takes_flush: false,
+            rdma_core: rdma_core_release(),
         };
         ep.open_device(dev)?;
         // SAFETY: ep.ctx is an open context; attr is plain data the call fills.
@@ -208,6 +316,8 @@ impl Endpoint {
         if pa.state != ibv_port_state::IBV_PORT_ACTIVE {
             return Err(format!("{} port 1 is not active (state {})", ep.dev, pa.state));
         }
+        // SAFETY: ep.ctx is open.
+        let ex = unsafe { cap_flags_ex(ep.ctx) };
         ep.caps = Caps {
             active_mtu: mtu_bytes(pa.active_mtu),
             max_msg_sz: pa.max_msg_sz,
@@ -215,6 +325,8 @@ impl Endpoint {
             max_qp_rd_atom: da.max_qp_rd_atom.max(0) as u32,
             max_qp_init_rd_atom: da.max_qp_init_rd_atom.max(0) as u32,
             atomics: da.atomic_cap != ibv_atomic_cap::IBV_ATOMIC_NONE,
+            atomic_write: ex & DEVICE_ATOMIC_WRITE != 0,
+            flush: ex & DEVICE_FLUSH_GLOBAL != 0,
         };
         ep.gid_index = match gid_index {
             Some(i) => i,
@@ -290,6 +402,106 @@ impl Endpoint {
         Ok(())
     }
 
+    /// Let `create` set up IBTA 1.5's ATOMIC WRITE and FLUSH, as far as the device and
+    /// the libibverbs this process runs with allow: an RC QP made with
+    /// ibv_create_qp_ex and their send ops (so `post_wr` can post them), an MR and a
+    /// QP a peer may FLUSH.
+    pub fn want_ibta15(&mut self) {
+        self.ibta15 = true;
+    }
+
+    /// Whether the runtime libibverbs is of rdma-core `major` or later.
+    pub fn rdma_core_at_least(&self, major: u32) -> bool {
+        self.rdma_core.is_some_and(|(m, _)| m >= major)
+    }
+
+    /// Whether the device is a ferrite device (its sysfs `ferrite_abi` attribute).
+    pub fn is_ferrite(&self) -> bool {
+        std::path::Path::new(&format!("/sys/class/infiniband/{}/ferrite_abi", self.dev)).exists()
+    }
+
+    /// The send ops an extended QP of `kind` is made with: everything `post_wr`
+    /// posts, and `extra`.
+    fn send_ops(kind: QpKind, extra: u64) -> u64 {
+        use ibv_qp_create_send_ops_flags as f;
+        let mut ops = f::IBV_QP_EX_WITH_RDMA_WRITE | f::IBV_QP_EX_WITH_RDMA_WRITE_WITH_IMM | f::IBV_QP_EX_WITH_SEND
+            | f::IBV_QP_EX_WITH_SEND_WITH_IMM;
+        if kind == QpKind::Rc {
+            ops |= f::IBV_QP_EX_WITH_RDMA_READ | f::IBV_QP_EX_WITH_ATOMIC_CMP_AND_SWP
+                | f::IBV_QP_EX_WITH_ATOMIC_FETCH_AND_ADD;
+        }
+        ops.0 as u64 | extra
+    }
+
+    /// ibv_create_qp_ex (verbs.h's inline, by hand) for `ia`, with `send_ops`; the
+    /// QP and the caps it was given.
+    fn create_qp_ex(&self, ia: &ibv_qp_init_attr, send_ops: u64) -> Result<(*mut ibv_qp, ibv_qp_cap), c_int> {
+        // SAFETY: ctx is open.
+        let vctx = unsafe { verbs_op(self.ctx, std::mem::offset_of!(verbs_context, create_qp_ex)) }
+            .ok_or(libc::EOPNOTSUPP)?;
+        // SAFETY: vctx is the context's verbs_context and has the op.
+        let create = unsafe { (*vctx).create_qp_ex }.ok_or(libc::EOPNOTSUPP)?;
+        // SAFETY: plain data; zero is the neutral value of every field.
+        let mut ax: ibv_qp_init_attr_ex = unsafe { std::mem::zeroed() };
+        ax.send_cq = ia.send_cq;
+        ax.recv_cq = ia.recv_cq;
+        ax.cap = ia.cap;
+        ax.qp_type = ia.qp_type;
+        ax.sq_sig_all = ia.sq_sig_all;
+        ax.pd = self.pd;
+        ax.comp_mask =
+            (ibv_qp_init_attr_mask::IBV_QP_INIT_ATTR_PD | ibv_qp_init_attr_mask::IBV_QP_INIT_ATTR_SEND_OPS_FLAGS).0;
+        ax.send_ops_flags = send_ops;
+        // SAFETY: ctx, pd and the CQs are live; ax outlives the call.
+        let qp = unsafe { create(self.ctx, &mut ax) };
+        if qp.is_null() {
+            return Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EINVAL));
+        }
+        Ok((qp, ax.cap))
+    }
+
+    /// The refusal of IBTA 1.5's ATOMIC WRITE by a device that does not serve it,
+    /// on a libibverbs that has the verb (rdma-core 44 on): creating a QP that asks
+    /// for it fails with EOPNOTSUPP, and ibv_post_send of one fails with EINVAL,
+    /// nothing posted.
+    pub fn check_atomic_write_refused(&self) -> Result<(), String> {
+        // SAFETY: plain data; zero is the neutral value.
+        let mut ia: ibv_qp_init_attr = unsafe { std::mem::zeroed() };
+        ia.send_cq = self.cq;
+        ia.recv_cq = self.cq;
+        ia.qp_type = ibv_qp_type::IBV_QPT_RC;
+        ia.cap.max_send_wr = 4;
+        ia.cap.max_recv_wr = 4;
+        ia.cap.max_send_sge = 1;
+        ia.cap.max_recv_sge = 1;
+        match self.create_qp_ex(&ia, Self::send_ops(QpKind::Rc, QP_EX_WITH_ATOMIC_WRITE)) {
+            Ok((qp, _)) => {
+                // SAFETY: the QP was just made and nothing else knows it.
+                unsafe { ibv_destroy_qp(qp) };
+                return Err("ibv_create_qp_ex with IBV_QP_EX_WITH_ATOMIC_WRITE succeeded".into());
+            }
+            Err(e) if e == libc::EOPNOTSUPP => {}
+            Err(e) => return Err(format!("ibv_create_qp_ex with ATOMIC_WRITE: {}, want EOPNOTSUPP", errno_str(e))),
+        }
+        let mut v = [0u8; 8];
+        let mut sge = ibv_sge { addr: v.as_mut_ptr() as u64, length: 8, lkey: self.lkey() };
+        // SAFETY: plain data; zero is the neutral value.
+        let mut r: ibv_send_wr = unsafe { std::mem::zeroed() };
+        r.wr_id = 0xa70;
+        r.opcode = IBV_WR_ATOMIC_WRITE;
+        r.sg_list = &mut sge;
+        r.num_sge = 1;
+        r.send_flags = ibv_send_flags::IBV_SEND_SIGNALED.0;
+        r.wr.rdma = rdma_t { remote_addr: self.addr(0), rkey: self.rkey() };
+        let mut bad: *mut ibv_send_wr = ptr::null_mut();
+        // SAFETY: qp is live; the WR and its SGE outlive the call.
+        let rc = unsafe { ibv_post_send(self.qp, &mut r, &mut bad) };
+        if rc != libc::EINVAL {
+            return Err(format!("ibv_post_send(IBV_WR_ATOMIC_WRITE) returned {rc}, want EINVAL"));
+        }
+        Ok(())
+    }
+
     /// Create the QP and register an MR of `mr_len` bytes.
     pub fn create(&mut self, kind: QpKind, mr_len: usize) -> Result<(), String> {
         self.create_sized(kind, mr_len, SQ_DEPTH, RQ_DEPTH)
@@ -300,6 +512,18 @@ impl Endpoint {
         -> Result<(), String> {
         self.kind = kind;
         let mut last = String::new();
+        // IBTA 1.5's send ops this QP asks for: what the device serves and this
+        // libibverbs can post (ibv_wr_atomic_write from 44, ibv_wr_flush from 45).
+        let ibta = (self.ibta15 && kind == QpKind::Rc).then(|| {
+            let mut extra = 0;
+            if self.caps.atomic_write && self.rdma_core_at_least(44) {
+                extra |= QP_EX_WITH_ATOMIC_WRITE;
+            }
+            if self.caps.flush && self.rdma_core_at_least(45) {
+                extra |= QP_EX_WITH_FLUSH;
+            }
+            extra
+        }).filter(|&e| e != 0);
         for want in WANT_INLINE {
             // SAFETY: ibv_qp_init_attr is plain data; zero is a valid start.
             let mut ia: ibv_qp_init_attr = unsafe { std::mem::zeroed() };
@@ -315,6 +539,18 @@ impl Endpoint {
             ia.cap.max_send_sge = MAX_SGE;
             ia.cap.max_recv_sge = MAX_SGE;
             ia.cap.max_inline_data = want;
+            if let Some(extra) = ibta {
+                // Where the provider refuses them, an ordinary QP below.
+                if let Ok((qp, cap)) = self.create_qp_ex(&ia, Self::send_ops(kind, extra)) {
+                    self.qp = qp;
+                    // SAFETY: a QP made with send ops has an ibv_qp_ex.
+                    self.qpx = unsafe { ibv_qp_to_qp_ex(qp) };
+                    self.posts_atomic_write = extra & QP_EX_WITH_ATOMIC_WRITE != 0 && !self.qpx.is_null();
+                    self.posts_flush = extra & QP_EX_WITH_FLUSH != 0 && !self.qpx.is_null();
+                    self.max_inline = cap.max_inline_data;
+                    break;
+                }
+            }
             // SAFETY: pd and cq are live and belong to this context; ia outlives the call.
             let qp = unsafe { ibv_create_qp(self.pd, &mut ia) };
             if !qp.is_null() {
@@ -341,11 +577,16 @@ impl Endpoint {
         let base = ibv_access_flags::IBV_ACCESS_LOCAL_WRITE
             | ibv_access_flags::IBV_ACCESS_REMOTE_WRITE
             | ibv_access_flags::IBV_ACCESS_REMOTE_READ;
-        for access in [base | ibv_access_flags::IBV_ACCESS_REMOTE_ATOMIC, base] {
+        let all = base | ibv_access_flags::IBV_ACCESS_REMOTE_ATOMIC;
+        // A region a peer may FLUSH, where the device serves it.
+        let flush = (self.ibta15 && kind == QpKind::Rc && self.caps.flush)
+            .then_some(ibv_access_flags(all.0 | IBV_ACCESS_FLUSH_GLOBAL));
+        for access in flush.into_iter().chain([all, base]) {
             // SAFETY: buf..buf+buf_len is our mapping and outlives the MR (unmapped
             // after ibv_dereg_mr in Drop); pd is live.
             self.mr = unsafe { ibv_reg_mr(self.pd, p, mr_len, access.0 as c_int) };
             if !self.mr.is_null() {
+                self.takes_flush = access.0 & IBV_ACCESS_FLUSH_GLOBAL != 0;
                 break;
             }
         }
@@ -415,6 +656,10 @@ impl Endpoint {
                 | ibv_access_flags::IBV_ACCESS_REMOTE_ATOMIC).0,
             QpKind::Uc => w.0,
         };
+        if self.takes_flush {
+            // The QP must allow a FLUSH too (rxe checks both, as ferrite does).
+            a.qp_access_flags |= IBV_ACCESS_FLUSH_GLOBAL;
+        }
         use ibv_qp_attr_mask as m;
         self.modify(&mut a, m::IBV_QP_STATE | m::IBV_QP_PKEY_INDEX | m::IBV_QP_PORT
                     | m::IBV_QP_ACCESS_FLAGS, "INIT")
@@ -538,6 +783,9 @@ impl Endpoint {
                     r.opcode = IBV_WR_ATOMIC_CMP_AND_SWP;
                     r.wr.atomic = atomic_t { remote_addr: raddr, compare_add: compare, swap, rkey };
                 }
+                SendOp::AtomicWrite { .. } | SendOp::Flush { .. } => {
+                    return Err("ATOMIC WRITE and FLUSH go through post_wr".into());
+                }
             }
             raw.push(r);
         }
@@ -554,6 +802,102 @@ impl Endpoint {
         if rc != 0 {
             let at = raw.iter().position(|r| ptr::eq(r, bad)).map_or("?".into(), |i| i.to_string());
             return Err(format!("ibv_post_send: {} (bad WR #{at} of {n})", errno_str(rc)));
+        }
+        Ok(())
+    }
+
+    /// Post `wrs` in one ibv_wr_start() .. ibv_wr_complete() batch of the extended
+    /// API (the QP was made with it: see `want_ibta15`).  Inline data is not
+    /// offered here.
+    pub fn post_wr(&self, wrs: &[SendWr]) -> Result<(), String> {
+        let x = self.qpx;
+        if x.is_null() {
+            return Err("the QP has no ibv_qp_ex".into());
+        }
+        let tail = x as *mut QpExTail;
+        let mut sgls: Vec<Vec<ibv_sge>> = Vec::with_capacity(wrs.len());
+        for w in wrs {
+            if w.inline {
+                return Err("post_wr does not post inline data".into());
+            }
+            sgls.push(self.sge_list(&w.sges)?);
+        }
+        // SAFETY: x is the live QP's ibv_qp_ex; every builder called was set by the
+        // provider for a send op the QP was made with (the tail ones only where this
+        // libibverbs has them: posts_atomic_write/posts_flush); the SGE lists
+        // outlive the batch; wr_complete ends what wr_start began, or wr_abort.
+        unsafe {
+            let start = (*x).wr_start.ok_or("no wr_start")?;
+            let complete = (*x).wr_complete.ok_or("no wr_complete")?;
+            let abort = (*x).wr_abort.ok_or("no wr_abort")?;
+            start(x);
+            for (w, sgl) in wrs.iter().zip(&sgls) {
+                (*x).wr_id = w.wr_id;
+                let mut flags = 0;
+                if w.signaled {
+                    flags |= ibv_send_flags::IBV_SEND_SIGNALED.0;
+                }
+                if w.fence {
+                    flags |= ibv_send_flags::IBV_SEND_FENCE.0;
+                }
+                (*x).wr_flags = flags;
+                let r: Result<bool, String> = match w.op {
+                    SendOp::Send => (*x).wr_send.map(|f| f(x)).map(|_| true).ok_or("no wr_send".into()),
+                    SendOp::SendImm(imm) => {
+                        (*x).wr_send_imm.map(|f| f(x, imm.to_be())).map(|_| true).ok_or("no wr_send_imm".into())
+                    }
+                    SendOp::Write { raddr, rkey } => {
+                        (*x).wr_rdma_write.map(|f| f(x, rkey, raddr)).map(|_| true).ok_or("no wr_rdma_write".into())
+                    }
+                    SendOp::WriteImm { raddr, rkey, imm } => (*x)
+                        .wr_rdma_write_imm
+                        .map(|f| f(x, rkey, raddr, imm.to_be()))
+                        .map(|_| true)
+                        .ok_or("no wr_rdma_write_imm".into()),
+                    SendOp::Read { raddr, rkey } => {
+                        (*x).wr_rdma_read.map(|f| f(x, rkey, raddr)).map(|_| true).ok_or("no wr_rdma_read".into())
+                    }
+                    SendOp::FetchAdd { raddr, rkey, add } => (*x)
+                        .wr_atomic_fetch_add
+                        .map(|f| f(x, rkey, raddr, add))
+                        .map(|_| true)
+                        .ok_or("no wr_atomic_fetch_add".into()),
+                    SendOp::CmpSwp { raddr, rkey, compare, swap } => (*x)
+                        .wr_atomic_cmp_swp
+                        .map(|f| f(x, rkey, raddr, compare, swap))
+                        .map(|_| true)
+                        .ok_or("no wr_atomic_cmp_swp".into()),
+                    SendOp::AtomicWrite { raddr, rkey, value } => match (*tail).wr_atomic_write {
+                        Some(f) if self.posts_atomic_write => {
+                            f(x, rkey, raddr, value.as_ptr() as *const std::os::raw::c_void);
+                            Ok(false)
+                        }
+                        _ => Err("the QP cannot post ATOMIC WRITE".into()),
+                    },
+                    SendOp::Flush { raddr, rkey, len, ty, level } => match (*tail).wr_flush {
+                        Some(f) if self.posts_flush => {
+                            f(x, rkey, raddr, len, ty, level);
+                            Ok(false)
+                        }
+                        _ => Err("the QP cannot post FLUSH".into()),
+                    },
+                };
+                match r {
+                    Ok(true) => {
+                        let set = (*x).wr_set_sge_list.ok_or("no wr_set_sge_list")?;
+                        set(x, sgl.len(), sgl.as_ptr());
+                    }
+                    Ok(false) => {}
+                    Err(e) => {
+                        abort(x);
+                        return Err(e);
+                    }
+                }
+            }
+            let rc = complete(x);
+            if rc != 0 {
+                return Err(format!("ibv_wr_complete: {}", errno_str(rc)));
+            }
         }
         Ok(())
     }

@@ -30,6 +30,12 @@ options:
   --port N          TCP port of the side channel (default 18515)
   --server ADDR     (client) the server's address
   --no-atomics      (client) leave out the atomic tests (5.10's rxe cannot answer them)
+  --ibta15 auto|require|off
+                    (client) IBTA 1.5's ATOMIC_WRITE and FLUSH on RC: auto (default)
+                    runs them where both devices advertise them and this libibverbs
+                    has the verbs (ibv_wr_atomic_write from rdma-core 44,
+                    ibv_wr_flush from 45); require fails the run where they do not;
+                    off leaves them out
   --only TEXT       (client) run only the tests whose name contains TEXT
   --inject KIND@N   (client) break test N on purpose, to see the failure caught and
                     the run recover: corrupt (flip a payload byte; SEND, WRITE, READ)
@@ -61,6 +67,15 @@ pub struct Opts {
     pub inject: Option<(Inject, u32)>,
     pub only: Option<String>,
     pub no_atomics: bool,
+    pub ibta15: Ibta15,
+}
+
+/// Whether the client runs IBTA 1.5's ATOMIC_WRITE and FLUSH tests.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Ibta15 {
+    Auto,
+    Require,
+    Off,
 }
 
 /// A fault the client puts into one test on purpose.
@@ -100,6 +115,7 @@ pub fn parse(args: &[String]) -> Result<Cmd, String> {
         inject: None,
         only: None,
         no_atomics: false,
+        ibta15: Ibta15::Auto,
     };
     while let Some(a) = it.next() {
         let mut val = |name: &str| -> Result<String, String> {
@@ -145,6 +161,15 @@ pub fn parse(args: &[String]) -> Result<Cmd, String> {
             "--server" | "-s" => o.server = Some(val(a)?),
             "--only" => o.only = Some(val(a)?),
             "--no-atomics" => o.no_atomics = true,
+            "--ibta15" => {
+                let v = val(a)?;
+                o.ibta15 = match v.as_str() {
+                    "auto" => Ibta15::Auto,
+                    "require" => Ibta15::Require,
+                    "off" => Ibta15::Off,
+                    _ => return Err(format!("--ibta15: auto, require or off, not {v:?}")),
+                };
+            }
             "--inject" => {
                 let v = val(a)?;
                 let bad = || format!("--inject: corrupt@N or hang@N, not {v:?}");

@@ -83,6 +83,9 @@ fn setup(mut ep: Endpoint, conn: &mut Conn, o: &Opts) -> Result<Setup, String> {
         rkey: h.num("rkey")? as u32,
     };
     let path_mtu = (h.num("mtu")? as u32).min(ep.caps.active_mtu);
+    // Take IBTA 1.5's ATOMIC WRITE and FLUSH where the device does: an MR and a QP
+    // a peer may FLUSH.
+    ep.want_ibta15();
     ep.create(kind, pattern::mr_len(max_size))?;
     let max_dest = ep.caps.max_qp_rd_atom.min(16) as u8;
     let max_rd = ep.caps.max_qp_init_rd_atom.min(h.num("rd_atom")? as u32).min(16) as u8;
@@ -92,15 +95,17 @@ fn setup(mut ep: Endpoint, conn: &mut Conn, o: &Opts) -> Result<Setup, String> {
     ep.to_rts(psn, max_rd)?;
     println!(
         "# {} qpn {:#x} psn {:#x} <-> client {} qpn {:#x} psn {:#x} gid {}, path_mtu {}, \
-         mr {} bytes, max_inline {}",
+         mr {} bytes, max_inline {}, atomic_write {}, flush {}",
         kind.name(), ep.qpn(), psn, conn.peer, remote.qpn, remote.psn, gid::show(&remote.gid),
-        path_mtu, ep.mr_len(), ep.max_inline
+        path_mtu, ep.mr_len(), ep.max_inline, ep.caps.atomic_write, ep.takes_flush
     );
+    let rc = kind == QpKind::Rc;
     conn.send(&format!(
         "HELLO qpn={} psn={} gid={} addr={} rkey={} len={} mtu={} path_mtu={} rd_atom={} \
-         max_msg={} atomic={}",
+         max_msg={} atomic={} aw={} flush={}",
         ep.qpn(), psn, gid::to_hex(&ep.gid), ep.addr(0), ep.rkey(), ep.mr_len(),
-        ep.caps.active_mtu, path_mtu, max_dest, ep.caps.max_msg_sz, u8::from(ep.caps.atomics)
+        ep.caps.active_mtu, path_mtu, max_dest, ep.caps.max_msg_sz, u8::from(ep.caps.atomics),
+        u8::from(rc && ep.caps.atomic_write), u8::from(rc && ep.takes_flush)
     ))?;
     Ok((ep, remote, path_mtu, max_rd, max_dest))
 }
