@@ -379,19 +379,27 @@ mod tests {
             if name.starts_with("rc") && name.contains("requests") {
                 assert!(sum.sent > 0, "{name}: {sum:?}");
             }
-            wire_views(&s[4..]);
+            for (_, p) in frames(&s[1..]) {
+                wire_views(p);
+            }
         }
     }
 
     /// `FERRITE_FUZZ_SEEDS=<dir> cargo test -p ferrite-kmod write_fuzz_seeds`
-    /// writes the seeds as files into `<dir>` (scripts/lib/fuzz.py does).
+    /// writes the seeds as files: `<dir>/rx_packet/*`, and their first datagrams as
+    /// `<dir>/wire_views/*` (scripts/lib/fuzz.py does, before each run).
     #[test]
     fn write_fuzz_seeds() {
         let Some(dir) = std::env::var_os("FERRITE_FUZZ_SEEDS") else { return };
         let dir = std::path::PathBuf::from(dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        let (rx, wire) = (dir.join("rx_packet"), dir.join("wire_views"));
+        std::fs::create_dir_all(&rx).unwrap();
+        std::fs::create_dir_all(&wire).unwrap();
         for (name, s) in seeds() {
-            std::fs::write(dir.join(name), s).unwrap();
+            std::fs::write(rx.join(&name), &s).unwrap();
+            if let Some((_, first)) = frames(&s[1..]).next() {
+                std::fs::write(wire.join(&name), first).unwrap();
+            }
         }
     }
 
