@@ -14,13 +14,14 @@
 //!   exchange, the fuzzer's starting corpus.
 //!
 //! # Input of [`rx_packet`]
-//! Byte 0 chooses the variant ([`flags`]); then packets follow, each as a 2-byte
-//! big-endian length, a clock byte (how far time moves before the QP runs after
+//! Byte 0 chooses the variant ([`flags`]), byte 1 the QP's resources and limits
+//! ([`setup`]); then packets follow, each as a 2-byte big-endian length, a clock byte (how far time moves before the QP runs after
 //! that packet: `n` × 100 µs, or 0xff: to the QP's next deadline) and the bytes.
 //! A length past the end takes what is left.
 
 extern crate std;
 
+use core::sync::atomic::Ordering::Relaxed;
 use std::format;
 use std::string::String;
 use std::vec;
@@ -54,6 +55,22 @@ pub mod flags {
     pub const MTU_SHIFT: u8 = 5;
 }
 
+/// The bits of an [`rx_packet`] input's second byte.
+pub mod setup {
+    /// Bits 0-2: receive WQEs posted (each of two 256-byte SGEs).
+    pub const RECVS_MASK: u8 = 7;
+    /// The QP grants no remote access (write, read, atomic, FLUSH).
+    pub const NO_QP_ACCESS: u8 = 1 << 3;
+    /// The region grants remote read only.
+    pub const READ_ONLY: u8 = 1 << 4;
+    /// retry_cnt and rnr_retry 1 (else 7, infinite): retries run out.
+    pub const FEW_RETRIES: u8 = 1 << 5;
+    /// max_dest_rd_atomic 1 (else 8).
+    pub const ONE_RD_ATOMIC: u8 = 1 << 6;
+    /// What the seeds use: four receives, every right, infinite retries.
+    pub const DEFAULT: u8 = 4;
+}
+
 /// The fuzzed QP, and its peer.
 const QPN: u32 = 18;
 const PEER_QPN: u32 = 17;
@@ -61,7 +78,6 @@ const PEER_QPN: u32 = 17;
 const KEY: u32 = 0x200;
 const VA: u64 = 0x1_0000;
 const REGION_LEN: usize = 8192;
-const RECVS: u64 = 4;
 const ACCESS: Access = Access::LOCAL_WRITE
     .union(Access::REMOTE_WRITE)
     .union(Access::REMOTE_READ)
@@ -85,12 +101,30 @@ fn gids(f: u8) -> ([u8; 16], [u8; 16]) {
     }
 }
 
-/// A QP `qpn` connected from `me` to `peer`, with the region and receives posted.
-fn endpoint(f: u8, qpn: u32, peer_qpn: u32, me: [u8; 16], peer: [u8; 16]) -> Side {
+/// A QP `qpn` connected from `me` to `peer`, with the region and receives posted
+/// as `su` ([`setup`]) says.
+fn endpoint(f: u8, su: u8, qpn: u32, peer_qpn: u32, me: [u8; 16], peer: [u8; 16]) -> Side {
     let mut s = side(qpn, qp_type(f), 16);
     s.connect_gids(me, peer, peer_qpn, 1 + (f >> flags::MTU_SHIFT) % 5);
-    s.reg(KEY, VA, REGION_LEN, ACCESS);
-    for k in 0..RECVS {
+    let mut a = QpAttr::default();
+    let mut m = 0;
+    if su & setup::NO_QP_ACCESS != 0 {
+        m |= mask::ACCESS_FLAGS;
+    }
+    if su & setup::FEW_RETRIES != 0 {
+        (a.retry_cnt, a.rnr_retry) = (1, 1);
+        m |= mask::RETRY_CNT | mask::RNR_RETRY;
+    }
+    if su & setup::ONE_RD_ATOMIC != 0 {
+        a.max_dest_rd_atomic = 1;
+        m |= mask::MAX_DEST_RD_ATOMIC;
+    }
+    if m != 0 {
+        s.qp.modify(&mut s.env, &a, m).expect("an RTS QP takes these attributes");
+    }
+    let access = if su & setup::READ_ONLY != 0 { Access::LOCAL_WRITE | Access::REMOTE_READ } else { ACCESS };
+    s.reg(KEY, VA, REGION_LEN, access);
+    for k in 0..(su & setup::RECVS_MASK) as u64 {
         let a = VA + 0x1000 + k * 512;
         s.post_recv(k, &[Sge { addr: a, length: 256, lkey: KEY }, Sge { addr: a + 256, length: 256, lkey: KEY }]);
     }
@@ -131,11 +165,12 @@ fn post_requests(s: &mut Side) {
     s.post_send(SendWqe { remote_addr: VA + 0x1000, ..wqe(9, wop::RDMA_WRITE) }, &[Sge { addr: VA, length: 40, lkey: KEY }]);
 }
 
-/// The fuzzed QP in RTS as [`rx_packet`] starts it for the variant `f`; its own
-/// requests (with [`flags::REQUESTS`]) are sent and taken off the wire.
-fn fuzzed_qp(f: u8) -> (Side, Vec<Vec<u8>>) {
+/// The fuzzed QP in RTS as [`rx_packet`] starts it for the variant `f` and the
+/// setup `su`; its own requests (with [`flags::REQUESTS`]) are sent and taken off
+/// the wire.
+fn fuzzed_qp(f: u8, su: u8) -> (Side, Vec<Vec<u8>>) {
     let (me, peer) = gids(f);
-    let mut s = endpoint(f, QPN, PEER_QPN, me, peer);
+    let mut s = endpoint(f, su, QPN, PEER_QPN, me, peer);
     let mut sent = Vec::new();
     if f & flags::REQUESTS != 0 {
         post_requests(&mut s);
@@ -154,6 +189,8 @@ pub struct Summary {
     pub completions: u32,
     /// Packets the QP sent while the input ran.
     pub sent: u32,
+    /// The QP's counters at the end, in the order of [`COUNTER_NAMES`].
+    pub counters: [u64; 17],
 }
 
 /// Every datagram the QP sent is well-formed, to its peer, from and to the right
@@ -180,9 +217,10 @@ fn frames(mut rest: &[u8]) -> impl Iterator<Item = (u8, &[u8])> {
     })
 }
 
-/// Encodes packets as an [`rx_packet`] input of variant `f` (clock byte 0).
-pub fn encode(f: u8, packets: &[&[u8]]) -> Vec<u8> {
-    let mut v = vec![f];
+/// Encodes packets as an [`rx_packet`] input of variant `f` and setup `su` (clock
+/// bytes 0).
+pub fn encode(f: u8, su: u8, packets: &[&[u8]]) -> Vec<u8> {
+    let mut v = vec![f, su];
     for p in packets {
         v.extend_from_slice(&(p.len() as u16).to_be_bytes());
         v.push(0);
@@ -193,8 +231,9 @@ pub fn encode(f: u8, packets: &[&[u8]]) -> Vec<u8> {
 
 /// The fuzz target `rx_packet`: see the module's documentation.
 pub fn rx_packet(data: &[u8]) -> Summary {
-    let Some((&f, rest)) = data.split_first() else { return Summary::default() };
-    let (mut s, _) = fuzzed_qp(f);
+    let [f, su, rest @ ..] = data else { return Summary::default() };
+    let (f, su) = (*f, *su);
+    let (mut s, _) = fuzzed_qp(f, su);
     let (me, peer) = gids(f);
     // The path the peer's packets take, as its QP computes it (the source port is
     // under the ICRC: a wrapped packet keeps the ICRC the peer gave it).
@@ -211,6 +250,7 @@ pub fn rx_packet(data: &[u8]) -> Summary {
             ip[n - icrc::ICRC_LEN..].copy_from_slice(&pkt[m - icrc::ICRC_LEN..]);
         }
         // The UDP receive softirq: classify (and ICRC-check) the datagram.
+        let dropped = dev.counters.malformed.load(Relaxed) + dev.counters.icrc_errors.load(Relaxed);
         let mut qpn = 0u32;
         // SAFETY: `dev` is a live Device, `ip` is valid for its length, `qpn` is writable.
         let r = unsafe {
@@ -222,6 +262,8 @@ pub fn rx_packet(data: &[u8]) -> Summary {
             )
         };
         assert_eq!(r == 0, packet::parse(&ip, Some(&SoftCrc)).is_ok(), "the classifier and the parser disagree");
+        let counted = dev.counters.malformed.load(Relaxed) + dev.counters.icrc_errors.load(Relaxed) - dropped;
+        assert_eq!(counted, u64::from(r != 0), "a drop not counted, or a packet counted as dropped");
         // The C side queues the packet to the QP of that number (if there is one);
         // the QP's work item parses it again, without the ICRC (ferrite_rs_qp_rx).
         if r == 0 && qpn == s.qp.qpn() {
@@ -244,6 +286,7 @@ pub fn rx_packet(data: &[u8]) -> Summary {
         // What went out is gone; keep memory flat on long inputs.
         s.env.out.clear();
     }
+    sum.counters = s.env.counters.snapshot();
     // The QP fails: everything is flushed, every reference given back.
     let err = QpAttr { state: QpState::Err as u8, ..Default::default() };
     s.qp.modify(&mut s.env, &err, mask::STATE).expect("any state may move to ERR");
@@ -329,13 +372,13 @@ pub fn seeds() -> Vec<(String, Vec<u8>)> {
                 let f = tyf | famf | mtu.wrapping_sub(1) << flags::MTU_SHIFT;
                 let (me, peer) = gids(f);
                 // Requests to the fuzzed QP.
-                let mut p = endpoint(f, PEER_QPN, QPN, peer, me);
+                let mut p = endpoint(f, setup::DEFAULT, PEER_QPN, QPN, peer, me);
                 post_requests(&mut p);
                 p.qp.run(&mut p.env, 64);
                 let reqs = core::mem::take(&mut p.env.out);
                 // Responses to its own requests.
-                let (_, own) = fuzzed_qp(f | flags::REQUESTS);
-                let mut p = endpoint(f, PEER_QPN, QPN, peer, me);
+                let (_, own) = fuzzed_qp(f | flags::REQUESTS, setup::DEFAULT);
+                let mut p = endpoint(f, setup::DEFAULT, PEER_QPN, QPN, peer, me);
                 for ip in &own {
                     let rx = packet::parse(ip, Some(&SoftCrc)).unwrap();
                     p.qp.receive(&mut p.env, &rx);
@@ -351,12 +394,22 @@ pub fn seeds() -> Vec<(String, Vec<u8>)> {
                     let ihl = if f & flags::V6 != 0 { 48 } else { 28 };
                     let parts: Vec<&[u8]> = pkts.iter().map(|p| &p[ihl..]).collect();
                     let name = format!("{ty}-{fam}-mtu{mtu}-{what}");
-                    out.push((format!("{name}-whole"), encode(g | flags::FIX_ICRC, &whole)));
-                    out.push((format!("{name}-wrapped"), encode(g | flags::WRAP, &parts)));
-                    // The same, then time to the next deadline (timers, retransmits).
-                    let mut timed = encode(g | flags::FIX_ICRC, &whole);
-                    timed.extend_from_slice(&[0, 0, 0xff]);
+                    let d = setup::DEFAULT;
+                    out.push((format!("{name}-whole"), encode(g | flags::FIX_ICRC, d, &whole)));
+                    out.push((format!("{name}-wrapped"), encode(g | flags::WRAP, d, &parts)));
+                    // The same, then time to the next deadline (timers, retransmits),
+                    // with retries that run out.
+                    let mut timed = encode(g | flags::FIX_ICRC, d | setup::FEW_RETRIES, &whole);
+                    timed.extend_from_slice(&[0, 0, 0xff, 0, 0, 0xff]);
                     out.push((format!("{name}-timed"), timed));
+                    if what != "requests" {
+                        continue;
+                    }
+                    // One receive (RNR NAKs), or no rights (access NAKs).
+                    let one = (d & !setup::RECVS_MASK) | 1;
+                    out.push((format!("{name}-one-recv"), encode(g | flags::FIX_ICRC, one, &whole)));
+                    let none = d | setup::NO_QP_ACCESS | setup::READ_ONLY | setup::ONE_RD_ATOMIC;
+                    out.push((format!("{name}-no-rights"), encode(g | flags::FIX_ICRC, none, &whole)));
                 }
             }
         }
@@ -379,7 +432,14 @@ mod tests {
             if name.starts_with("rc") && name.contains("requests") {
                 assert!(sum.sent > 0, "{name}: {sum:?}");
             }
-            for (_, p) in frames(&s[1..]) {
+            let c = |n: &str| sum.counters[COUNTER_NAMES.iter().position(|x| *x == n).unwrap()];
+            if name.starts_with("rc") && name.ends_with("requests-one-recv") {
+                assert!(c("rnr_naks_sent") > 0, "{name}: {sum:?}");
+            }
+            if name.starts_with("rc") && name.ends_with("responses-timed") {
+                assert!(c("retransmits") > 0, "{name}: {sum:?}");
+            }
+            for (_, p) in frames(&s[2..]) {
                 wire_views(p);
             }
         }
@@ -397,7 +457,7 @@ mod tests {
         std::fs::create_dir_all(&wire).unwrap();
         for (name, s) in seeds() {
             std::fs::write(rx.join(&name), &s).unwrap();
-            if let Some((_, first)) = frames(&s[1..]).next() {
+            if let Some((_, first)) = frames(&s[2..]).next() {
                 std::fs::write(wire.join(&name), first).unwrap();
             }
         }
