@@ -599,6 +599,11 @@ impl Qp {
     /// Post a completion for send entry `i` with `status` (always for errors).
     pub(crate) fn complete_send<E: Env>(&mut self, env: &mut E, i: u32, status: u32) {
         let e = self.entries[self.slot(i)];
+        if status == wc::SUCCESS {
+            // A message got through: the next one may meet rnr_retry RNR NAKs of
+            // its own (rxe's reset_retry_counters; retry_cnt restarts in progress()).
+            self.rnr_left = self.attr.rnr_retry;
+        }
         if status == 0 && !e.signaled {
             return;
         }

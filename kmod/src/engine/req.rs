@@ -208,9 +208,9 @@ impl Qp {
                 }
                 Err(None) => return true, // no buffer: try again soon
                 Err(Some(status)) => {
-                    self.complete_send(env, i, status);
-                    self.s_head = i.wrapping_add(1);
-                    self.s_cur = self.s_head;
+                    // The WQEs before this one may still wait for their ACKs: the
+                    // flush completes them first, then this one with its status.
+                    self.entries[slot].error = status;
                     self.fail(env);
                     return false;
                 }
