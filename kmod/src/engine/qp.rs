@@ -572,13 +572,16 @@ impl Qp {
         }
     }
 
-    /// Move to ERR on the QP's own account: raise the fatal event once.
-    pub(crate) fn fail<E: Env>(&mut self, env: &mut E) {
+    /// Move to ERR on the QP's own account, raising `ev` (once) unless a completion
+    /// reports the error (`None`).
+    pub(crate) fn fail<E: Env>(&mut self, env: &mut E, ev: Option<super::QpEvent>) {
         if self.state != QpState::Err {
             self.state = QpState::Err;
             self.retrans_deadline = None;
             self.rnr_deadline = None;
-            env.event(super::QpEvent::Fatal);
+            if let Some(ev) = ev {
+                env.event(ev);
+            }
         }
     }
 
@@ -805,7 +808,7 @@ impl Qp {
             return false;
         }
         if self.sq_broken {
-            self.fail(env);
+            self.fail(env, Some(super::QpEvent::Fatal));
             self.flush(env);
             return false;
         }

@@ -105,7 +105,7 @@ impl Qp {
                 // A WQE the provider should never have written: its own QP fails.
                 // The flush completes it with this status, after the WQEs before it.
                 self.entries[slot].error = status;
-                self.fail(env);
+                self.fail(env, None);
                 return;
             }
         }
@@ -211,7 +211,7 @@ impl Qp {
                     // The WQEs before this one may still wait for their ACKs: the
                     // flush completes them first, then this one with its status.
                     self.entries[slot].error = status;
-                    self.fail(env);
+                    self.fail(env, None);
                     return false;
                 }
             }
