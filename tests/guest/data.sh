@@ -93,13 +93,13 @@ testclient() {
 	grep -q '^[1-9][0-9]* passed, 0 failed$' "/tmp/$name.cli"
 }
 
-# perftest NAME SRV_NS SRV_DEV CLI_NS CLI_DEV SRV_IP TOOL SIZE ITERS: one run of
+# perftest_pair NAME SRV_NS SRV_DEV CLI_NS CLI_DEV SRV_IP TOOL SIZE ITERS: one run of
 # perftest's TOOL (ib_*_bw, ib_*_lat), server and client, SIZE bytes (the atomics
 # take no size: theirs is 8), ITERS iterations.  It passes when both exit 0 and the
 # client printed its result row, the line after the "#bytes" header that starts with
 # SIZE and ITERS.  Under TCG perftest's cycle-counter figures are not to be trusted:
 # they are shown, never checked.
-perftest() {
+perftest_pair() {
 	local name=$1 sns=$2 sdev=$3 cns=$4 cdev=$5 ip=$6 tool=$7 size=$8 iters=$9 sg cg srv rc row t0
 	local args=(-F -n "$iters")
 	case $tool in
@@ -263,7 +263,7 @@ t_data_testclient_lossy() {
 	[ $rc -eq 0 ] && [ $((after - before)) -gt 0 ]
 }
 
-t_data_perftest() { perftest "dpt_$1" fa fa0 fb fb0 203.0.113.1 "$@"; }
+t_data_perftest() { perftest_pair "dpt_$1" fa fa0 fb fb0 203.0.113.1 "$@"; }
 
 t_data_teardown() {
 	ip netns exec fa rdma link delete fa0 && ip netns exec fb rdma link delete fb0 || return 1

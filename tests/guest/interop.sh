@@ -76,9 +76,9 @@ t_interop_perftest() { # TOOL SIZE ITERS
 	5.10.*:ib_atomic_*)
 		diag "ferrite client against rxe server left out: rxe of $(uname -r) does not answer atomics"
 		;;
-	*) perftest "ipt1_$t" "" r0 fc fc0 198.51.100.1 "$@" || rc=1 ;;
+	*) perftest_pair "ipt1_$t" "" r0 fc fc0 198.51.100.1 "$@" || rc=1 ;;
 	esac
-	perftest "ipt2_$t" fc fc0 "" r0 198.51.100.2 "$@" || rc=1
+	perftest_pair "ipt2_$t" fc fc0 "" r0 198.51.100.2 "$@" || rc=1
 	return $rc
 }
 
