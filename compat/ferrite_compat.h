@@ -116,6 +116,8 @@ void ferrite_k_cq_post(void *qp, u8 recv, const u8 *cqe, u8 solicited);
 #define FERRITE_QP_EVENT_FATAL 1
 #define FERRITE_QP_EVENT_COMM_EST 2
 #define FERRITE_QP_EVENT_SQ_DRAINED 3
+#define FERRITE_QP_EVENT_ACCESS_ERR 4
+#define FERRITE_QP_EVENT_REQ_ERR 5
 void ferrite_k_qp_event(void *qp, u32 event);
 
 /* Run the QP again at `deadline_ns` (ferrite_k_now_ns time); 0 cancels. */

@@ -221,6 +221,12 @@ void ferrite_k_qp_event(void *cookie, u32 event)
 	case FERRITE_QP_EVENT_SQ_DRAINED:
 		ev.event = IB_EVENT_SQ_DRAINED;
 		break;
+	case FERRITE_QP_EVENT_ACCESS_ERR:
+		ev.event = IB_EVENT_QP_ACCESS_ERR;
+		break;
+	case FERRITE_QP_EVENT_REQ_ERR:
+		ev.event = IB_EVENT_QP_REQ_ERR;
+		break;
 	default:
 		return;
 	}

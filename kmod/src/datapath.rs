@@ -206,6 +206,8 @@ impl Env for KernelEnv<'_> {
     fn event(&mut self, ev: engine::QpEvent) {
         let code = match ev {
             engine::QpEvent::Fatal => b::FERRITE_QP_EVENT_FATAL,
+            engine::QpEvent::AccessError => b::FERRITE_QP_EVENT_ACCESS_ERR,
+            engine::QpEvent::InvalidRequest => b::FERRITE_QP_EVENT_REQ_ERR,
             engine::QpEvent::CommEstablished => b::FERRITE_QP_EVENT_COMM_EST,
             engine::QpEvent::SqDrained => b::FERRITE_QP_EVENT_SQ_DRAINED,
         };

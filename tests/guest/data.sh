@@ -96,6 +96,81 @@ testclient() {
 	grep -q '^[1-9][0-9]* passed, 0 failed$' "/tmp/$name.cli"
 }
 
+# perftest_pair NAME SRV_NS SRV_DEV CLI_NS CLI_DEV SRV_IP TOOL SIZE ITERS: one run of
+# perftest's TOOL (ib_*_bw, ib_*_lat), server and client, SIZE bytes (the atomics
+# take no size: theirs is 8), ITERS iterations.  It passes when both exit 0 and the
+# client printed its result row, the line after the "#bytes" header that starts with
+# SIZE and ITERS.  Under TCG perftest's cycle-counter figures are not to be trusted:
+# they are shown, never checked.
+perftest_pair() {
+	local name=$1 sns=$2 sdev=$3 cns=$4 cdev=$5 ip=$6 tool=$7 size=$8 iters=$9 sg cg srv rc row t0
+	local args=(-F -n "$iters")
+	case $tool in
+	ib_atomic_*) ;;
+	*) args+=(-s "$size") ;;
+	esac
+	sg=$(gid_index "$sdev") && cg=$(gid_index "$cdev") ||
+		{ diag "$name: no RoCE v2 GID on $sdev or $cdev"; return 1; }
+	t0=$(date +%s)
+	nsx "$sns" timeout 60 "$tool" -d "$sdev" -x "$sg" "${args[@]}" > "/tmp/$name.srv" 2>&1 &
+	srv=$!
+	wait_for 20 listening "$sns" 18515 || { diag "$name: $tool does not listen"; kill $srv; return 1; }
+	nsx "$cns" timeout 60 "$tool" -d "$cdev" -x "$cg" "${args[@]}" "$ip" > "/tmp/$name.cli" 2>&1
+	rc=$?
+	[ $rc -eq 0 ] || kill $srv 2>/dev/null
+	wait $srv || rc=1
+	row=$(awk -v s="$size" -v n="$iters" '/^ *#bytes/ { hdr = 1; next }
+		hdr && $1 == s && $2 == n { $1 = $1; print; exit }' "/tmp/$name.cli")
+	if [ $rc -ne 0 ] || [ -z "$row" ]; then
+		diag "$name: $tool, server $sdev, client $cdev: exit $rc, no result row for $size bytes x $iters"
+		diag "$name: client:"; diag_file "/tmp/$name.cli"
+		diag "$name: server:"; diag_file "/tmp/$name.srv"
+		return 1
+	fi
+	diag "$name: $tool, server $sdev, client $cdev, $(($(date +%s) - t0)) s: $row"
+}
+
+# Iterations of the perftest runs: few, the guest is emulated.
+PERFTEST_BW_ITERS=200
+PERFTEST_LAT_ITERS=100
+
+# errors_pair NAME SRV_NS SRV_DEV CLI_NS CLI_DEV SRV_IP [ARGS...]: one run of
+# ferrite-testclient's error cases (tests/client/src/errors.rs), the responder on
+# SRV_DEV, the requester on CLI_DEV; their outputs stay in /tmp/NAME.srv and
+# /tmp/NAME.cli for errors_case.  Not a check of its own: each case is one.
+errors_pair() {
+	local name=$1 sns=$2 sdev=$3 cns=$4 cdev=$5 ip=$6 srv rc t0
+	shift 6
+	rm -f "/tmp/$name.srv" "/tmp/$name.cli"
+	[ -x /ferrite/ferrite-testclient ] || { diag "no ferrite-testclient in the guest"; return 1; }
+	t0=$(date +%s)
+	nsx "$sns" timeout 180 /ferrite/ferrite-testclient errors --dev "$sdev" "$@" > "/tmp/$name.srv" 2>&1 &
+	srv=$!
+	wait_for 20 listening "$sns" 18515 || { diag "$name: the server does not listen"; kill $srv; return 1; }
+	nsx "$cns" timeout 180 /ferrite/ferrite-testclient errors --dev "$cdev" --server "$ip" "$@" \
+		> "/tmp/$name.cli" 2>&1
+	rc=$?
+	[ $rc -eq 0 ] || kill $srv 2>/dev/null
+	wait $srv || rc=1
+	diag "$name: errors, server $sdev, client $cdev, $(($(date +%s) - t0)) s: client: $(tail -1 "/tmp/$name.cli"); server: $(tail -1 "/tmp/$name.srv")"
+	return $rc
+}
+
+# errors_case NAME CASE: CASE of the errors_pair run NAME passed on both sides; both
+# sides' diagnostics of it (completions, QP state, async events) are shown.
+errors_case() {
+	local name=$1 c=$2 cli=/tmp/$1.cli srv=/tmp/$1.srv
+	[ -e "$cli" ] && [ -e "$srv" ] || { diag "$name: no errors run"; return 1; }
+	grep -h -e "^# $c: " -e "^not ok [0-9]* - $c " "$cli" "$srv" | sed 's/^# //' > "/tmp/$name.$c"
+	diag_file "/tmp/$name.$c" 12
+	if ! grep -q "^ok [0-9]* - $c\$" "$cli"; then
+		grep -q "^not ok [0-9]* - $c " "$cli" || diag "$c did not run; the client's last line: $(tail -1 "$cli")"
+		return 1
+	fi
+	grep -q "^ok [0-9]* - $c\$" "$srv" || { diag "$c: no verdict of the server's"; return 1; }
+}
+ERRORS_CASES="rem_access_bad_rkey rem_access_out_of_bounds loc_prot_bad_lkey rnr_retry_exc retry_exc_peer_gone wr_flush"
+
 # ibta15_mode: the client's --ibta15 for an RC run here.  ferrite serves IBTA 1.5's
 # ATOMIC_WRITE and FLUSH where its tree knows the capability bits (Linux 6.2 on),
 # and so does rxe; rdma-core has ibv_wr_atomic_write from 44 and ibv_wr_flush from
@@ -191,6 +266,8 @@ t_data_testclient_lossy() {
 	[ $rc -eq 0 ] && [ $((after - before)) -gt 0 ]
 }
 
+t_data_perftest() { perftest_pair "dpt_$1" fa fa0 fb fb0 203.0.113.1 "$@"; }
+
 t_data_teardown() {
 	ip netns exec fa rdma link delete fa0 && ip netns exec fb rdma link delete fb0 || return 1
 	ip netns del fa && ip netns del fb || return 1
@@ -211,4 +288,18 @@ check data_testclient_uc t_data_testclient_uc
 check data_testclient_rc_ipv6 t_data_testclient_rc_ipv6
 check data_counters t_data_counters
 check data_testclient_lossy t_data_testclient_lossy
+# perftest's own tools, each to its result line.
+check data_perftest_ib_send_bw t_data_perftest ib_send_bw 65536 $PERFTEST_BW_ITERS
+check data_perftest_ib_write_bw t_data_perftest ib_write_bw 65536 $PERFTEST_BW_ITERS
+check data_perftest_ib_read_bw t_data_perftest ib_read_bw 65536 $PERFTEST_BW_ITERS
+check data_perftest_ib_atomic_bw t_data_perftest ib_atomic_bw 8 $PERFTEST_BW_ITERS
+check data_perftest_ib_send_lat t_data_perftest ib_send_lat 2 $PERFTEST_LAT_ITERS
+check data_perftest_ib_write_lat t_data_perftest ib_write_lat 2 $PERFTEST_LAT_ITERS
+check data_perftest_ib_read_lat t_data_perftest ib_read_lat 2 $PERFTEST_LAT_ITERS
+check data_perftest_ib_atomic_lat t_data_perftest ib_atomic_lat 8 $PERFTEST_LAT_ITERS
+# Error completions on both sides, fresh QPs per case (ferrite-testclient errors).
+errors_pair derr fa fa0 fb fb0 203.0.113.1
+for c in $ERRORS_CASES; do
+	check "data_errors_$c" errors_case derr "$c"
+done
 check data_teardown t_data_teardown

@@ -94,7 +94,7 @@ impl Qp {
             }
         }
         self.s_cur = self.s_head;
-        self.fail(env);
+        self.fail(env, None);
     }
 
     /// A response packet (ACKNOWLEDGE, READ response, ATOMIC ACKNOWLEDGE) for this QP.

@@ -130,10 +130,25 @@ pub enum CqSel {
 }
 
 /// Asynchronous events the QP raises (enum ib_event_type's meaning).
+///
+/// An error a completion reports (every requester error, and a responder error met
+/// while a receive WQE was being filled) raises no event: the QP goes to ERR and the
+/// completion says why, as the IBA's error classes and rxe have it.  An application that never
+/// reads async events must still be able to destroy such a QP: libibverbs'
+/// ibv_destroy_qp waits until every event reported for it was acknowledged.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum QpEvent {
-    /// The QP went to the error state on its own (IB_EVENT_QP_FATAL).
+    /// The QP went to the error state for a reason no completion reports: a broken
+    /// work queue, a responder failure of its own (IB_EVENT_QP_FATAL, IBA's Local
+    /// Work Queue Catastrophic Error).
     Fatal,
+    /// The responder NAKed a request it may not execute (R_Key, bounds, rights)
+    /// outside any receive WQE and went to ERR (IB_EVENT_QP_ACCESS_ERR, IBA's Local
+    /// Access Violation Work Queue Error).
+    AccessError,
+    /// The responder NAKed an invalid request outside any receive WQE and went to
+    /// ERR (IB_EVENT_QP_REQ_ERR, IBA's Invalid Request Local Work Queue Error).
+    InvalidRequest,
     /// The first packet arrived in RTR (IB_EVENT_COMM_EST).
     CommEstablished,
     /// The send queue drained in SQD (IB_EVENT_SQ_DRAINED).

@@ -572,13 +572,16 @@ impl Qp {
         }
     }
 
-    /// Move to ERR on the QP's own account: raise the fatal event once.
-    pub(crate) fn fail<E: Env>(&mut self, env: &mut E) {
+    /// Move to ERR on the QP's own account, raising `ev` (once) unless a completion
+    /// reports the error (`None`).
+    pub(crate) fn fail<E: Env>(&mut self, env: &mut E, ev: Option<super::QpEvent>) {
         if self.state != QpState::Err {
             self.state = QpState::Err;
             self.retrans_deadline = None;
             self.rnr_deadline = None;
-            env.event(super::QpEvent::Fatal);
+            if let Some(ev) = ev {
+                env.event(ev);
+            }
         }
     }
 
@@ -599,6 +602,11 @@ impl Qp {
     /// Post a completion for send entry `i` with `status` (always for errors).
     pub(crate) fn complete_send<E: Env>(&mut self, env: &mut E, i: u32, status: u32) {
         let e = self.entries[self.slot(i)];
+        if status == wc::SUCCESS {
+            // A message got through: the next one may meet rnr_retry RNR NAKs of
+            // its own (rxe's reset_retry_counters; retry_cnt restarts in progress()).
+            self.rnr_left = self.attr.rnr_retry;
+        }
         if status == 0 && !e.signaled {
             return;
         }
@@ -800,7 +808,7 @@ impl Qp {
             return false;
         }
         if self.sq_broken {
-            self.fail(env);
+            self.fail(env, Some(super::QpEvent::Fatal));
             self.flush(env);
             return false;
         }

@@ -105,7 +105,7 @@ impl Qp {
                 // A WQE the provider should never have written: its own QP fails.
                 // The flush completes it with this status, after the WQEs before it.
                 self.entries[slot].error = status;
-                self.fail(env);
+                self.fail(env, None);
                 return;
             }
         }
@@ -208,10 +208,10 @@ impl Qp {
                 }
                 Err(None) => return true, // no buffer: try again soon
                 Err(Some(status)) => {
-                    self.complete_send(env, i, status);
-                    self.s_head = i.wrapping_add(1);
-                    self.s_cur = self.s_head;
-                    self.fail(env);
+                    // The WQEs before this one may still wait for their ACKs: the
+                    // flush completes them first, then this one with its status.
+                    self.entries[slot].error = status;
+                    self.fail(env, None);
                     return false;
                 }
             }

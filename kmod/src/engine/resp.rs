@@ -21,7 +21,7 @@ use ferrite_abi::access::Access;
 
 use super::packet::{self, Ext, Rx};
 use super::qp::{wc, Inbound, Qp, QpState, QpType, ReadReply, Reply, ResKind, Resource, REPLY_SLOTS};
-use super::{psn, AtomicOp, Counters, CqSel, Env, KeyError, TxBuf};
+use super::{psn, AtomicOp, Counters, CqSel, Env, KeyError, QpEvent, TxBuf};
 use crate::caps;
 use crate::opcode::{self, op};
 use crate::wire::aeth::{self, NakCode, Syndrome};
@@ -144,13 +144,21 @@ impl Qp {
             Outcome::Nak(code, status) => {
                 self.pending_ack = None;
                 self.send_ack(env, p, Syndrome::Nak(code).to_u8());
+                // A receive WQE completed with the error reports it; otherwise an
+                // affiliated asynchronous error does (the IBA's responder class C).
+                let mut ev = Some(match code {
+                    NakCode::RemoteAccessError => QpEvent::AccessError,
+                    NakCode::InvalidRequest => QpEvent::InvalidRequest,
+                    _ => QpEvent::Fatal,
+                });
                 if self.recv_valid && status != wc::SUCCESS {
                     self.recv_valid = false;
                     let cqe = self.recv_cqe(status);
                     env.complete(CqSel::Recv, &cqe, false);
+                    ev = None;
                 }
                 self.inbound = Inbound::Idle;
-                self.fail(env);
+                self.fail(env, ev);
             }
         }
     }
@@ -675,7 +683,7 @@ impl Qp {
                     drop(buf);
                     self.replies.clear();
                     self.send_ack(env, p, Syndrome::Nak(NakCode::RemoteAccessError).to_u8());
-                    self.fail(env);
+                    self.fail(env, Some(QpEvent::AccessError));
                     return None;
                 }
             }
@@ -733,7 +741,7 @@ impl Qp {
                         let cqe = self.recv_cqe(status);
                         env.complete(CqSel::Recv, &cqe, false);
                     }
-                    self.fail(env);
+                    self.fail(env, None);
                 } else {
                     self.inbound = Inbound::Idle;
                     self.uc_dropping = !matches!(low, 2..=5 | 8..=11);

@@ -319,7 +319,11 @@ fn errors_complete_with_the_right_status_and_fail_the_qp() {
     assert_eq!((sc[1].wr_id, sc[1].status), (2, wc::WR_FLUSH_ERR));
     assert_eq!(a.qp.state(), QpState::Err);
     assert_eq!(b.qp.state(), QpState::Err);
-    assert!(a.env.events.contains(&QpEvent::Fatal));
+    // The requester's completion reports the error: no async event there (an
+    // unacknowledged one would block ibv_destroy_qp); the responder, which has no
+    // completion to report it in, raises the access violation.
+    assert_eq!(a.env.events, vec![]);
+    assert_eq!(b.env.events, vec![QpEvent::AccessError]);
 
     // Out of bounds READ.
     let (mut a, mut b) = pair(QpType::Rc, 3);
@@ -331,6 +335,8 @@ fn errors_complete_with_the_right_status_and_fail_the_qp() {
     a.post_send(w, &[Sge { addr: 0x1000, length: 16, lkey: 1 }]);
     pump(&mut a, &mut b, CLEAN, 1, |a, _| !a.env.cqes.is_empty());
     assert_eq!(a.cqes(CqSel::Send)[0].status, wc::REM_ACCESS_ERR);
+    assert_eq!((a.qp.state(), b.qp.state()), (QpState::Err, QpState::Err));
+    assert_eq!((&a.env.events[..], &b.env.events[..]), (&[][..], &[QpEvent::AccessError][..]));
 
     // Bad lkey: LOC_PROT_ERR, nothing sent.
     let (mut a, mut b) = pair(QpType::Rc, 3);
@@ -338,6 +344,7 @@ fn errors_complete_with_the_right_status_and_fail_the_qp() {
     pump(&mut a, &mut b, CLEAN, 1, |a, _| !a.env.cqes.is_empty());
     assert_eq!(a.cqes(CqSel::Send)[0].status, wc::LOC_PROT_ERR);
     assert_eq!(a.qp.state(), QpState::Err);
+    assert!(a.env.out.is_empty() && a.env.events.is_empty());
 
     // No receive posted, rnr_retry = 0: RNR_RETRY_EXC_ERR.
     let (mut a, mut b) = pair(QpType::Rc, 3);
@@ -348,6 +355,9 @@ fn errors_complete_with_the_right_status_and_fail_the_qp() {
     pump(&mut a, &mut b, CLEAN, 1, |a, _| !a.env.cqes.is_empty());
     assert_eq!(a.cqes(CqSel::Send)[0].status, wc::RNR_RETRY_EXC_ERR);
     assert!(b.env.counters.rnr_naks_sent.load(core::sync::atomic::Ordering::Relaxed) >= 1);
+    // Not ready is no error of the responder's.
+    assert_eq!((a.qp.state(), b.qp.state()), (QpState::Err, QpState::Rts));
+    assert!(a.env.events.is_empty() && b.env.events.is_empty());
 
     // Peer gone (every packet lost), retry_cnt = 2: RETRY_EXC_ERR after 3 timeouts.
     let (mut a, mut b) = pair(QpType::Rc, 3);
@@ -361,6 +371,61 @@ fn errors_complete_with_the_right_status_and_fail_the_qp() {
     let t = retrans_ns_of(10);
     assert!(a.env.now >= 3 * t && a.env.now < 4 * t + 10_000, "took {} ns", a.env.now);
     assert_eq!(a.env.counters.retransmits.load(core::sync::atomic::Ordering::Relaxed), 2);
+    assert!(a.env.events.is_empty());
+}
+
+#[test]
+fn a_local_error_behind_outstanding_wqes_completes_them_all_in_order() {
+    // A SEND in flight, then one with a bad lkey: the QP fails, the first is
+    // flushed (its ACK finds the QP in ERR), the second carries LOC_PROT_ERR, the
+    // third is flushed; every WQE completes exactly once, in posting order.
+    let (mut a, mut b) = pair(QpType::Rc, 3);
+    a.reg(1, 0x1000, 64, ALL);
+    b.reg(2, 0x8000, 64, ALL);
+    b.post_recv(7, &[Sge { addr: 0x8000, length: 64, lkey: 2 }]);
+    a.post_send(send_wqe(1, wop::SEND), &[Sge { addr: 0x1000, length: 16, lkey: 1 }]);
+    a.post_send(send_wqe(2, wop::SEND), &[Sge { addr: 0x1000, length: 16, lkey: 99 }]);
+    a.post_send(send_wqe(3, wop::SEND), &[Sge { addr: 0x1000, length: 16, lkey: 1 }]);
+    pump(&mut a, &mut b, CLEAN, 1, |a, _| a.env.cqes.len() >= 3);
+    a.qp.run(&mut a.env, 64);
+    let sc = a.cqes(CqSel::Send);
+    assert_eq!(
+        sc.iter().map(|c| (c.wr_id, c.status)).collect::<Vec<_>>(),
+        vec![(1, wc::WR_FLUSH_ERR), (2, wc::LOC_PROT_ERR), (3, wc::WR_FLUSH_ERR)]
+    );
+    assert_eq!(a.qp.state(), QpState::Err);
+    // Only the first SEND went out; the responder took it and stays up.
+    assert_eq!(b.cqes(CqSel::Recv).iter().map(|c| (c.wr_id, c.status)).collect::<Vec<_>>(), vec![(7, wc::SUCCESS)]);
+    assert_eq!(b.qp.state(), QpState::Rts);
+}
+
+#[test]
+fn the_rnr_retry_count_starts_afresh_for_each_message() {
+    // rnr_retry = 1: each SEND may meet one RNR NAK.  Two SENDs one after the other,
+    // each NAKed once before its receive is posted, both succeed (rxe resets the
+    // count on every acknowledged WQE, reset_retry_counters).
+    let (mut a, mut b) = pair(QpType::Rc, 3);
+    a.reg(1, 0x1000, 64, ALL);
+    b.reg(2, 0x8000, 128, ALL);
+    let m = QpAttr { rnr_retry: 1, ..Default::default() };
+    a.qp.modify(&mut a.env, &m, mask::RNR_RETRY).unwrap();
+    let rnr = |b: &Side| b.env.counters.rnr_naks_sent.load(core::sync::atomic::Ordering::Relaxed);
+    for k in 0..2u64 {
+        a.post_send(send_wqe(k, wop::SEND), &[Sge { addr: 0x1000, length: 16, lkey: 1 }]);
+        let mut posted = false;
+        pump(&mut a, &mut b, CLEAN, 1, |a, b| {
+            if !posted && rnr(b) > k {
+                b.post_recv(10 + k, &[Sge { addr: 0x8000 + 64 * k, length: 64, lkey: 2 }]);
+                posted = true;
+            }
+            !a.env.cqes.is_empty()
+        });
+        let sc = a.cqes(CqSel::Send);
+        assert_eq!((sc[0].wr_id, sc[0].status), (k, wc::SUCCESS), "SEND {k}");
+        assert_eq!(rnr(&b), k + 1);
+    }
+    assert_eq!(a.qp.state(), QpState::Rts);
+    assert_eq!(b.cqes(CqSel::Recv).len(), 2);
 }
 
 fn retrans_ns_of(t: u8) -> u64 {
@@ -790,6 +855,7 @@ fn malformed_atomic_writes_get_an_invalid_request_nak() {
         assert_eq!(nak.aeth.unwrap().syndrome, 0x61, "NAK invalid request");
         assert_eq!(b.region(2), &before);
         assert_eq!(b.qp.state(), QpState::Err);
+        assert_eq!(b.env.events, vec![QpEvent::InvalidRequest], "no receive WQE reports it");
         let _ = w;
     }
 }

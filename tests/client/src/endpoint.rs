@@ -172,6 +172,59 @@ pub struct RecvWr {
     pub sges: Vec<(usize, usize)>,
 }
 
+/// An RC requester's timers: the local ACK timeout (4.096 us * 2^timeout; 0 waits
+/// forever), the transport retries and the RNR retries (7: for ever).
+#[derive(Clone, Copy, Debug)]
+pub struct Timers {
+    pub timeout: u8,
+    pub retry_cnt: u8,
+    pub rnr_retry: u8,
+}
+
+impl Default for Timers {
+    fn default() -> Timers {
+        Timers { timeout: 14, retry_cnt: 7, rnr_retry: 7 }
+    }
+}
+
+/// An asynchronous event, acknowledged: enum ibv_event_type, and the QP number when
+/// it names this endpoint's QP.
+#[derive(Clone, Debug)]
+pub struct AsyncEvent {
+    pub kind: u32,
+    pub qp_num: Option<u32>,
+}
+
+/// struct ibv_async_event with the event type as a plain integer (rdma-sys makes
+/// it a Rust enum, which must not hold a value it does not know).
+#[repr(C)]
+struct RawAsyncEvent {
+    element: *mut std::os::raw::c_void,
+    event_type: u32,
+}
+
+/// enum ibv_event_type values.
+pub const IBV_EVENT_QP_FATAL: u32 = 1;
+pub const IBV_EVENT_QP_REQ_ERR: u32 = 2;
+pub const IBV_EVENT_QP_ACCESS_ERR: u32 = 3;
+pub const IBV_EVENT_COMM_EST: u32 = 4;
+
+fn is_qp_event(kind: u32) -> bool {
+    // QP_FATAL, QP_REQ_ERR, QP_ACCESS_ERR, COMM_EST, SQ_DRAINED, PATH_MIG,
+    // PATH_MIG_ERR, QP_LAST_WQE_REACHED.
+    matches!(kind, 1..=7 | 16)
+}
+
+pub fn event_str(kind: u32) -> String {
+    const NAMES: [&str; 20] = [
+        "CQ_ERR", "QP_FATAL", "QP_REQ_ERR", "QP_ACCESS_ERR", "COMM_EST", "SQ_DRAINED", "PATH_MIG",
+        "PATH_MIG_ERR", "DEVICE_FATAL", "PORT_ACTIVE", "PORT_ERR", "LID_CHANGE", "PKEY_CHANGE",
+        "SM_CHANGE", "SRQ_ERR", "SRQ_LIMIT_REACHED", "QP_LAST_WQE_REACHED", "CLIENT_REREGISTER",
+        "GID_CHANGE", "WQ_FATAL",
+    ];
+    NAMES.get(kind as usize).map_or_else(|| format!("event {kind}"), |n| format!("IBV_EVENT_{n}"))
+}
+
 /// What the port and device allow, as far as the tests care.
 pub struct Caps {
     pub active_mtu: u32,
@@ -606,7 +659,7 @@ impl Endpoint {
         unsafe { (*self.mr).rkey }
     }
 
-    fn lkey(&self) -> u32 {
+    pub fn lkey(&self) -> u32 {
         // SAFETY: mr is live after create().
         unsafe { (*self.mr).lkey }
     }
@@ -692,6 +745,11 @@ impl Endpoint {
 
     /// RTR -> RTS.
     pub fn to_rts(&self, sq_psn: u32, max_rd_atomic: u8) -> Result<(), String> {
+        self.to_rts_timers(sq_psn, max_rd_atomic, Timers::default())
+    }
+
+    /// RTR -> RTS with the requester's `t` (RC).
+    pub fn to_rts_timers(&self, sq_psn: u32, max_rd_atomic: u8, t: Timers) -> Result<(), String> {
         // SAFETY: plain data.
         let mut a: ibv_qp_attr = unsafe { std::mem::zeroed() };
         a.qp_state = ibv_qp_state::IBV_QPS_RTS;
@@ -699,9 +757,9 @@ impl Endpoint {
         use ibv_qp_attr_mask as m;
         let mut mask = m::IBV_QP_STATE | m::IBV_QP_SQ_PSN;
         if self.kind == QpKind::Rc {
-            a.timeout = 14;
-            a.retry_cnt = 7;
-            a.rnr_retry = 7;
+            a.timeout = t.timeout;
+            a.retry_cnt = t.retry_cnt;
+            a.rnr_retry = t.rnr_retry;
             a.max_rd_atomic = max_rd_atomic;
             mask |= m::IBV_QP_TIMEOUT | m::IBV_QP_RETRY_CNT | m::IBV_QP_RNR_RETRY
                 | m::IBV_QP_MAX_QP_RD_ATOMIC;
@@ -719,22 +777,106 @@ impl Endpoint {
         Ok(flushed)
     }
 
+    /// Move the QP to ERR (ibv_modify_qp), flushing what is outstanding.
+    pub fn to_err(&self) -> Result<(), String> {
+        self.to_state(ibv_qp_state::IBV_QPS_ERR, "ERR")
+    }
+
+    /// The QP's state as the device reports it (ibv_query_qp), enum ibv_qp_state.
+    pub fn qp_state(&self) -> Result<u32, String> {
+        if self.qp.is_null() {
+            return Err("no QP".into());
+        }
+        // SAFETY: plain data the call fills.
+        let mut a: ibv_qp_attr = unsafe { std::mem::zeroed() };
+        // SAFETY: as above.
+        let mut ia: ibv_qp_init_attr = unsafe { std::mem::zeroed() };
+        // SAFETY: qp is live; both out-structures outlive the call.
+        let rc = unsafe { ibv_query_qp(self.qp, &mut a, ibv_qp_attr_mask::IBV_QP_STATE.0 as c_int, &mut ia) };
+        if rc != 0 {
+            return Err(format!("ibv_query_qp: {}", errno_str(rc)));
+        }
+        Ok(a.qp_state)
+    }
+
+    /// Destroy the QP alone (the peer's view: it is gone), after acknowledging its
+    /// async events (ibv_destroy_qp waits for that); returns them.
+    pub fn destroy_qp(&mut self) -> Result<Vec<AsyncEvent>, String> {
+        let ev = self.async_events()?;
+        if self.qp.is_null() {
+            return Err("no QP".into());
+        }
+        // SAFETY: qp is live and destroyed once; its events were acknowledged above.
+        let rc = unsafe { ibv_destroy_qp(self.qp) };
+        if rc != 0 {
+            return Err(format!("ibv_destroy_qp: {}", errno_str(rc)));
+        }
+        self.qp = ptr::null_mut();
+        self.qpx = ptr::null_mut();
+        Ok(ev)
+    }
+
+    /// The async events waiting on the context, each acknowledged (without blocking:
+    /// the event fd is made non-blocking on first use).
+    pub fn async_events(&self) -> Result<Vec<AsyncEvent>, String> {
+        // SAFETY: ctx is open; async_fd is its event file, which only this process reads.
+        let fd = unsafe { (*self.ctx).async_fd };
+        // SAFETY: fcntl on an fd this context owns; no memory is passed.
+        let fl = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+        // SAFETY: as above.
+        if fl < 0 || unsafe { libc::fcntl(fd, libc::F_SETFL, fl | libc::O_NONBLOCK) } < 0 {
+            return Err(format!("fcntl(async_fd): {}", last_os_error()));
+        }
+        let mut out = Vec::new();
+        loop {
+            let mut e = RawAsyncEvent { element: ptr::null_mut(), event_type: u32::MAX };
+            // SAFETY: RawAsyncEvent has struct ibv_async_event's layout (a union of
+            // pointers and an int, then the enum); the call fills it or fails.
+            let rc = unsafe { ibv_get_async_event(self.ctx, &mut e as *mut RawAsyncEvent as *mut ibv_async_event) };
+            if rc != 0 {
+                let err = std::io::Error::last_os_error();
+                if err.raw_os_error() == Some(libc::EAGAIN) {
+                    return Ok(out);
+                }
+                return Err(format!("ibv_get_async_event: {err}"));
+            }
+            // The QP events name a QP: ours (still alive, its events not yet acked).
+            let qp_num = (is_qp_event(e.event_type) && !e.element.is_null() && e.element == self.qp as *mut _)
+                // SAFETY: element is our live QP.
+                .then(|| unsafe { (*self.qp).qp_num });
+            out.push(AsyncEvent { kind: e.event_type, qp_num });
+            // SAFETY: e was filled by ibv_get_async_event and is acknowledged once.
+            unsafe { ibv_ack_async_event(&mut e as *mut RawAsyncEvent as *mut ibv_async_event) };
+        }
+    }
+
     fn sge_list(&self, sges: &[(usize, usize)]) -> Result<Vec<ibv_sge>, String> {
+        self.sge_list_key(sges, self.lkey())
+    }
+
+    /// SGEs over the MR, carrying `lkey` (a wrong one on purpose, for the error tests).
+    fn sge_list_key(&self, sges: &[(usize, usize)], lkey: u32) -> Result<Vec<ibv_sge>, String> {
         sges.iter()
             .map(|&(off, len)| {
                 if off + len > self.buf_len {
                     return Err(format!("SGE {off}+{len} outside the MR ({} bytes)", self.buf_len));
                 }
-                Ok(ibv_sge { addr: self.addr(off), length: len as u32, lkey: self.lkey() })
+                Ok(ibv_sge { addr: self.addr(off), length: len as u32, lkey })
             })
             .collect()
     }
 
     /// Post a chain of send WRs with one ibv_post_send call.
     pub fn post_send(&self, wrs: &[SendWr]) -> Result<(), String> {
+        self.post_send_keys(wrs, &[])
+    }
+
+    /// `post_send`, with the SGEs of WR `i` carrying `lkeys[i]` where given.
+    pub fn post_send_keys(&self, wrs: &[SendWr], lkeys: &[Option<u32>]) -> Result<(), String> {
         let mut sgls: Vec<Vec<ibv_sge>> = Vec::with_capacity(wrs.len());
-        for w in wrs {
-            sgls.push(self.sge_list(&w.sges)?);
+        for (i, w) in wrs.iter().enumerate() {
+            let key = lkeys.get(i).copied().flatten().unwrap_or_else(|| self.lkey());
+            sgls.push(self.sge_list_key(&w.sges, key)?);
         }
         let mut raw: Vec<ibv_send_wr> = Vec::with_capacity(wrs.len());
         for (w, sgl) in wrs.iter().zip(sgls.iter_mut()) {
@@ -1062,6 +1204,11 @@ pub struct Remote {
 
 impl Drop for Endpoint {
     fn drop(&mut self) {
+        // ibv_destroy_qp waits until every async event reported for the QP was
+        // acknowledged: take and acknowledge what is left.
+        if !self.ctx.is_null() && !self.qp.is_null() {
+            let _ = self.async_events();
+        }
         // SAFETY: each object is destroyed once, children before parents (QP and MR
         // before the CQ and PD, the CQ before its channel, all before the context);
         // all CQ events taken were acknowledged in wait_event; the mapping goes after

@@ -9,10 +9,13 @@
 //! receives, prepares and checks its memory.  Payloads follow a per-test pattern that
 //! both sides compute, so no payload byte crosses the side channel.
 //!
+//! `errors` checks error completions instead, on both sides (src/errors.rs).
+//!
 //! Output is one `ok N - name` / `not ok N - name # reason` line per check and a
 //! closing `N passed, N failed`; the exit status is 0 iff nothing failed.
 
 mod client;
+mod errors;
 mod opts;
 mod pattern;
 mod server;
@@ -31,6 +34,8 @@ fn main() {
         Ok(opts::Cmd::Run(o)) => match o.role {
             opts::Role::Server => server::run(&o),
             opts::Role::Client => client::run(&o),
+            opts::Role::Errors if o.server.is_some() => errors::run_client(&o),
+            opts::Role::Errors => errors::run_server(&o),
         },
         Err(e) => {
             eprintln!("ferrite-testclient: {e}\n\n{}", opts::USAGE);

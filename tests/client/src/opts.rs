@@ -7,6 +7,7 @@ pub use ferrite_testclient::{parse_num, QpKind};
 pub const USAGE: &str = "\
 usage: ferrite-testclient server [OPTIONS]
        ferrite-testclient client --server ADDR [OPTIONS]
+       ferrite-testclient errors [--server ADDR] [OPTIONS]
 
 The server waits for one client on a TCP port, exchanges connection info with it, then
 checks what the client's operations leave in its memory.  The client runs the test
@@ -41,12 +42,22 @@ options:
                     the run recover: corrupt (flip a payload byte; SEND, WRITE, READ)
                     or hang (post nothing, so the server times out; SEND)
 The client chooses the transport, MTU, sizes and variants; the server follows it.
+
+`errors` provokes error completions on RC, one case at a time with fresh QPs: a bad
+rkey, a remote access out of bounds, a bad lkey, no receive with rnr_retry 0, the
+peer's QP gone, a QP moved to ERR with WQEs outstanding.  Without --server it is
+the responder's side, with it the requester's; both check their completions, QP
+state and async events (src/errors.rs).  It takes --dev, --gid-index, --ipv6,
+--port, --timeout, --only and
+  --skip NAME[,NAME]  (errors client) leave these cases out
 ";
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Role {
     Server,
     Client,
+    /// The error cases (src/errors.rs): the requester with --server, else the responder.
+    Errors,
 }
 
 #[derive(Clone, Debug)]
@@ -68,6 +79,7 @@ pub struct Opts {
     pub only: Option<String>,
     pub no_atomics: bool,
     pub ibta15: Ibta15,
+    pub skip: Vec<String>,
 }
 
 /// Whether the client runs IBTA 1.5's ATOMIC_WRITE and FLUSH tests.
@@ -95,6 +107,7 @@ pub fn parse(args: &[String]) -> Result<Cmd, String> {
     let role = match it.next().map(String::as_str) {
         Some("server") => Role::Server,
         Some("client") => Role::Client,
+        Some("errors") => Role::Errors,
         Some("-h") | Some("--help") | Some("help") | None => return Ok(Cmd::Help),
         Some(r) => return Err(format!("unknown role {r:?} (server or client)")),
     };
@@ -116,6 +129,7 @@ pub fn parse(args: &[String]) -> Result<Cmd, String> {
         only: None,
         no_atomics: false,
         ibta15: Ibta15::Auto,
+        skip: Vec::new(),
     };
     while let Some(a) = it.next() {
         let mut val = |name: &str| -> Result<String, String> {
@@ -160,6 +174,7 @@ pub fn parse(args: &[String]) -> Result<Cmd, String> {
             "--port" | "-p" => o.port = num(a, val(a)?)?.try_into().map_err(|_| "--port: too big")?,
             "--server" | "-s" => o.server = Some(val(a)?),
             "--only" => o.only = Some(val(a)?),
+            "--skip" => o.skip.extend(val(a)?.split(',').filter(|s| !s.is_empty()).map(String::from)),
             "--no-atomics" => o.no_atomics = true,
             "--ibta15" => {
                 let v = val(a)?;
