@@ -30,7 +30,7 @@ stray_responses out_of_sequence duplicate_requests seq_naks_sent"
 # "at least".
 MF_NOISY=" unknown_qp_drops out_of_sequence duplicate_requests seq_naks_sent "
 MF_BESIDE=/tmp/mf.beside
-MF_READY="" MF_PID=""
+MF_READY="" MF_PID="" MF_BESIDE_PID=""
 
 t_mf_setup() {
 	local ga gb line
@@ -61,7 +61,7 @@ t_mf_setup() {
 	read -t $((30 * TIMEOUT_SCALE)) -r line <&$MF_IN
 	[ "$line" = ready ] && mf_round || return 1
 	# The connection beside: testclient runs until the cases are over.
-	rm -f /tmp/mf.stop $MF_BESIDE
+	rm -f /tmp/mf.stop $MF_BESIDE /tmp/mf_tc*
 	mf_beside_loop &
 	MF_BESIDE_PID=$!
 	# It is moving data before the first case.
@@ -227,11 +227,9 @@ t_mf_ipv6_icrc() { mf_case "-6 -d $MF_DST6 icrc" icrc_errors=n; }
 t_mf_beside_connection() {
 	# The testclient runs beside the cases ended, every one of them passed; rc-hold
 	# exits 0 (every answer was ok).
-	local rc=0 runs
+	local rc=0 runs k
 	[ -n "$MF_READY" ] || return 1
-	touch /tmp/mf.stop
-	wait_for 300 exited "$MF_BESIDE_PID" || { diag "the testclient loop does not end"; rc=1; }
-	wait "$MF_BESIDE_PID" 2>/dev/null
+	mf_beside_stop || rc=1
 	runs=$(grep -c '^start' $MF_BESIDE)
 	diag "testclient: $runs runs beside the cases: $(tr '\n' ' ' < $MF_BESIDE)"
 	[ "$runs" -ge 1 ] && [ "$(grep -c '^pass' $MF_BESIDE)" = "$runs" ] || {
@@ -249,12 +247,26 @@ t_mf_beside_connection() {
 	wait_for 30 exited "$MF_PID" || { diag "rc-hold does not end"; kill "$MF_PID"; rc=1; }
 	wait "$MF_PID" || { diag "rc-hold failed"; diag_file /tmp/mf.hold.err; rc=1; }
 	exec {MF_IN}<&-
-	MF_READY=""
+	MF_READY="" MF_PID=""
+	return $rc
+}
+
+# mf_beside_stop: the testclient loop ends after the run under way.
+mf_beside_stop() {
+	touch /tmp/mf.stop
+	[ -n "$MF_BESIDE_PID" ] || return 0
+	local rc=0
+	wait_for 300 exited "$MF_BESIDE_PID" ||
+		{ diag "the testclient loop does not end"; kill "$MF_BESIDE_PID"; rc=1; }
+	wait "$MF_BESIDE_PID" 2>/dev/null
+	MF_BESIDE_PID=""
 	return $rc
 }
 
 t_mf_teardown() {
-	[ -z "$MF_READY" ] || { touch /tmp/mf.stop; kill "$MF_PID" 2>/dev/null; wait "$MF_BESIDE_PID"; }
+	# After a failed set-up or check, whatever still runs goes first.
+	mf_beside_stop
+	[ -z "$MF_PID" ] || ! kill -0 "$MF_PID" 2>/dev/null || { kill "$MF_PID"; wait "$MF_PID"; }
 	ip netns exec ma rdma link delete ma0 && ip netns exec mb rdma link delete mb0 || return 1
 	ip netns del ma && ip netns del mb || return 1
 	wait_for 10 ibdev_gone ma0 && wait_for 10 ibdev_gone mb0
