@@ -6,6 +6,7 @@ table of targets, and the closing line "N passed, N failed" counting targets.  E
 target's serial log, guest log and dmesg stay in build/<target>/.
 """
 
+import concurrent.futures
 import json
 import os
 import re
@@ -27,7 +28,12 @@ SPLAT = re.compile(r"WARNING:|BUG:|Oops|general protection|Call Trace|objtool|lo
                    r"blocked for more than|soft lockup|"
                    r"rcu.*(stall|detected)|Kernel panic|unregister_netdevice: waiting")
 
-BOOT_TIMEOUT = int(os.environ.get("FERRITE_BOOT_TIMEOUT", "600"))
+BOOT_TIMEOUT = int(os.environ.get("FERRITE_BOOT_TIMEOUT", "1200"))
+
+# How many targets' boot tests run at once.  Each guest is single-threaded TCG and
+# keeps one core busy, so one per core, at most 2 (beyond that, memory and 9p I/O
+# make every guest slower).  FERRITE_JOBS sets it.
+JOBS = int(os.environ.get("FERRITE_JOBS", str(min(2, os.cpu_count() or 1))))
 
 
 def boot_timeout(name):
@@ -101,6 +107,16 @@ def run_target(name):
     if not done:
         diag += ["guest did not finish; serial log tail:"] + \
             open(serial, errors="replace").read().splitlines()[-25:]
+    timings = os.path.join(out, "timings")
+    if os.path.exists(timings):
+        spent = []
+        for line in open(timings, errors="replace"):
+            f = line.split()
+            if len(f) == 2 and f[1].isdigit():
+                spent.append((int(f[1]), f[0]))
+        spent.sort(reverse=True)
+        diag.append(f"checks took {sum(t for t, _ in spent)} s; the slowest: "
+                    + ", ".join(f"{c} {t} s" for t, c in spent[:6]))
     sub.append((done, "boot", diag))
     pending = []
     if os.path.exists(os.path.join(out, "results")):
@@ -184,11 +200,28 @@ def main(names, results_path=None):
     w(f"1..{len(names)}")
     summary = []
     early = start_kernel_builds(names)
-    for i, n in enumerate(names, 1):
+    # Resolve everything first, here too: resolution refreshes shared apt indices.
+    for n in names:
+        targets.resolve(n)
+
+    def one(n):
         if n in early:
             early[n].join()
         util.log(f"{n}: boot test")
-        sub, info = run_target(n)
+        return run_target(n)
+
+    # Targets run JOBS at a time (each guest's single-threaded TCG keeps one core
+    # busy); their KTAP is printed in the order of `names`, as each one's turn comes.
+    jobs = max(1, min(JOBS, len(names)))
+    if jobs > 1:
+        util.log(f"boot tests: {jobs} targets at a time (FERRITE_JOBS)")
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=jobs)
+    futures = [pool.submit(one, n) for n in names]
+    for i, (n, fut) in enumerate(zip(names, futures), 1):
+        try:
+            sub, info = fut.result()
+        except Exception as e:  # a bug in the harness: this target fails, the rest go on
+            sub, info = [(False, "build", [f"harness error: {e!r}"])], {"target": n}
         ok = ktap_target(i, n, sub, info, w)
         r = info.get("resolved") or {}
         summary.append((n, r.get("kernel", "?"), r.get("rdma_core", "?"), ok,
@@ -200,6 +233,7 @@ def main(names, results_path=None):
         w(f"# {n:<15} {k:<27} {rc:<10} {'ok' if ok else 'FAIL':<7} {good:>2}/{total:<4} {secs:>7}")
     npass = sum(1 for s in summary if s[3])
     w(f"{npass} passed, {len(summary) - npass} failed")
+    pool.shutdown()
     if results_path:
         with open(results_path, "w") as f:
             f.write("\n".join(lines) + "\n")

@@ -62,6 +62,11 @@ def keys_dir():
 
 
 def key(name, directory=None, cn=None):
+    with util.step_lock("keys"):
+        return _key(name, directory, cn)
+
+
+def _key(name, directory=None, cn=None):
     """(pem, x509) paths of key `name`, made on first use (in `directory`, default
     ~/.cache/ferrite/keys, with subject CN `cn`, default SUBJECTS[name])."""
     d = directory or keys_dir()
@@ -169,6 +174,11 @@ class RepoKey:
 
 
 def repo_key(name="repo", directory=None):
+    with util.step_lock("keys"):
+        return _repo_key(name, directory)
+
+
+def _repo_key(name="repo", directory=None):
     """The generated repository key `name` (REPO_UIDS), made on first use."""
     d = directory or keys_dir()
     home = os.path.join(d, f"{name}.gnupg")

@@ -86,6 +86,11 @@ def ensure(name, logdir, background=False):
 
     `background`: a kernel this target builds itself is built at low priority.
     """
+    with util.step_lock(f"rootfs-{name}"):
+        return _ensure(name, logdir, background)
+
+
+def _ensure(name, logdir, background=False):
     res = targets.resolve(name)
     root = path_for(res)
     if os.path.exists(os.path.join(root, ".ferrite-root-ok")):
@@ -136,7 +141,8 @@ def ensure(name, logdir, background=False):
     # Newer kernels split the image into linux-image, -binary and -modules packages.
     pkgs = [res["kernel_image_pkg"]] + [p for p in (f"linux-binary-{kver}", f"linux-modules-{kver}")
                                         if idx.candidate(p)]
-    util.run(["apt-get", "-q"] + idx.opts() + ["download"] + pkgs, logfile=logf, cwd=debs)
+    with idx.lock:
+        util.run(["apt-get", "-q"] + idx.opts() + ["download"] + pkgs, logfile=logf, cwd=debs)
     image_debs = []
     for p in pkgs:
         deb = sorted(glob.glob(os.path.join(debs, f"{p}_*.deb")))[-1]

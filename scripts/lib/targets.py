@@ -101,9 +101,16 @@ class AptIndex:
         self.dir = os.path.join(util.cache_dir(), "apt", key)
         os.makedirs(os.path.join(self.dir, "lists", "partial"), exist_ok=True)
         os.makedirs(os.path.join(self.dir, "cache", "archives", "partial"), exist_ok=True)
+        # Targets on the same suites share this directory; apt-get over it runs under
+        # self.lock when targets are tested side by side (boottest.main).
+        self.lock = util.step_lock(f"apt-{key}")
         self.sources = os.path.join(self.dir, "sources.list")
-        with open(self.sources, "w") as f:
-            f.write("\n".join(source_lines(suites)) + "\n")
+        text = "\n".join(source_lines(suites)) + "\n"
+        with self.lock:
+            if not os.path.exists(self.sources) or open(self.sources).read() != text:
+                with open(self.sources + ".tmp", "w") as f:
+                    f.write(text)
+                os.rename(self.sources + ".tmp", self.sources)
         self.status = os.path.join(self.dir, "status")
         open(self.status, "a").close()
 
@@ -120,10 +127,11 @@ class AptIndex:
     def update(self, max_age=3600):
         stamp = os.path.join(self.dir, "updated")
         import time
-        if os.path.exists(stamp) and time.time() - os.path.getmtime(stamp) < max_age:
-            return
-        util.run(["apt-get", "-q", "-q"] + self.opts() + ["update"], quiet=True)
-        open(stamp, "w").close()
+        with self.lock:
+            if os.path.exists(stamp) and time.time() - os.path.getmtime(stamp) < max_age:
+                return
+            util.run(["apt-get", "-q", "-q"] + self.opts() + ["update"], quiet=True)
+            open(stamp, "w").close()
 
     def pkgnames(self, prefix):
         out = subprocess.run(["apt-cache"] + self.opts() + ["pkgnames", prefix],

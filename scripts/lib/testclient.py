@@ -91,6 +91,11 @@ def check_binary(path):
 
 def build_clients():
     """Build (or reuse) both binaries in build/testclient/; returns {name: path}."""
+    with util.step_lock("testclient"):
+        return _build_clients()
+
+
+def _build_clients():
     out = util.build_dir("testclient")
     binaries = {b: os.path.join(out, b) for b in BINARIES}
     logf = os.path.join(out, "build.log")

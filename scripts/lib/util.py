@@ -4,6 +4,7 @@ import os
 import shlex
 import subprocess
 import sys
+import threading
 
 TOP = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -52,3 +53,15 @@ def run(cmd, quiet=False, logfile=None, env=None, cwd=None, check=True):
                 (r.stderr or b"").decode(errors="replace")[-2000:]
         raise Fail(f"command failed ({r.returncode}): {shlex.join(cmd)}{where}{extra}")
     return r
+
+
+_locks = {}
+_locks_guard = threading.Lock()
+
+
+def step_lock(name):
+    """A lock per named step that targets share (a root, the test client, the keys):
+    the boot tests of two targets run side by side (boottest.main), and such a step
+    must run once, not twice at the same time.  Re-entrant."""
+    with _locks_guard:
+        return _locks.setdefault(name, threading.RLock())

@@ -53,12 +53,15 @@ result() { # result NAME STATUS
 		echo "not ok - $1" >> "$RES"
 	fi
 }
-# check NAME FUNCTION...: run a check function, record its result.
+# check NAME FUNCTION...: run a check function, record its result, and how many
+# seconds it took in $OUT/timings (the host reports the slowest).
 check() {
-	local name=$1
+	local name=$1 t0=$SECONDS rc
 	shift
 	"$@"
-	result "$name" $?
+	rc=$?
+	echo "$name $((SECONDS - t0))" >> "$OUT/timings"
+	result "$name" $rc
 }
 wait_for() { # wait_for SECONDS COMMAND... (SECONDS times TIMEOUT_SCALE, lib.sh)
 	local i

@@ -88,6 +88,9 @@ testclient() {
 		diag_file "/tmp/$name.bad" 20
 		grep -vh '^ok' "/tmp/$name.cli" | tail -5 > "/tmp/$name.bad"
 		diag_file "/tmp/$name.bad"
+		# Both devices' counters (ferrite's and rxe's): who dropped, retried, NAKed.
+		diag "$name: $sdev: $(nsx "$sns" rdma statistic show link "$sdev/1" 2>&1 | tr -s ' \n' ' ' | cut -c1-900)"
+		diag "$name: $cdev: $(nsx "$cns" rdma statistic show link "$cdev/1" 2>&1 | tr -s ' \n' ' ' | cut -c1-900)"
 		return 1
 	fi
 	grep -q '^[1-9][0-9]* passed, 0 failed$' "/tmp/$name.cli"

@@ -24,6 +24,10 @@ pub mod qp;
 pub mod req;
 pub mod resp;
 
+#[cfg(all(not(target_os = "none"), any(test, feature = "harness")))]
+pub mod fuzz;
+#[cfg(all(not(target_os = "none"), any(test, feature = "harness")))]
+pub mod harness;
 #[cfg(test)]
 mod tests;
 
