@@ -255,7 +255,8 @@ static int xmit(struct target *tg, struct pkt *p, unsigned int f)
 	size_t len = ihl + udp_len;
 	uint8_t *udp = ip + ihl;
 	uint32_t c;
-	ssize_t r;
+	ssize_t r = -1;
+	int tries;
 
 	put16(udp, tg->v6 ? tg->sport : SPORT);
 	put16(udp + 2, ROCE_PORT);
@@ -292,13 +293,18 @@ static int xmit(struct target *tg, struct pkt *p, unsigned int f)
 		tg->sent++;
 		return 0;
 	}
-	if (tg->v6) {
-		if (f & (F_IPID | F_UDPLEN | F_IPOPT | F_SPOOF))
-			return 0;	/* IPv4 (raw socket) only: not sent */
-		r = send(tg->fd, udp + 8, udp_len - 8, 0);
-	} else {
-		r = sendto(tg->fd, ip, len, 0, (struct sockaddr *)&tg->dst4,
-			   sizeof(tg->dst4));
+	if (tg->v6 && (f & (F_IPID | F_UDPLEN | F_IPOPT | F_SPOOF)))
+		return 0;	/* IPv4 (raw socket) only: not sent */
+	for (tries = 0; tries < 1000; tries++) {
+		if (tg->v6)
+			r = send(tg->fd, udp + 8, udp_len - 8, 0);
+		else
+			r = sendto(tg->fd, ip, len, 0, (struct sockaddr *)&tg->dst4,
+				   sizeof(tg->dst4));
+		/* A flood can fill the socket's buffer: wait for it to drain. */
+		if (r >= 0 || (errno != ENOBUFS && errno != EAGAIN))
+			break;
+		usleep(1000);
 	}
 	if (r != (ssize_t)(tg->v6 ? udp_len - 8 : len)) {
 		fprintf(stderr, "rocegen: send: %s\n", strerror(errno));
@@ -502,6 +508,15 @@ static void c_psn_behind(struct target *tg)
 	xmit(tg, &p, 0);
 }
 
+/*
+ * Requests ahead of the expected PSN, as fast as they go (-n of them): each is
+ * either seen by the QP (out of sequence) or dropped at its full receive queue.
+ */
+static void c_flood(struct target *tg)
+{
+	send_only(tg, tg->qpn, (tg->epsn + 1 + tg->sent) & 0xffffff, 0);
+}
+
 /* Responses for PSNs the QP never sent: ACK, READ response, atomic ACK. */
 static void c_response(struct target *tg)
 {
@@ -542,6 +557,7 @@ static const struct {
 	{ "psn_ahead", c_psn_ahead },
 	{ "psn_behind", c_psn_behind },
 	{ "response", c_response },
+	{ "flood", c_flood },
 };
 
 /* ---- selftest: the ICRC of packets whose ICRC is known ---- */
