@@ -342,6 +342,12 @@ int ferrite_rs_qp_run(void *rsqp, u32 budget);
  * ICRC) and gives its destination QPN.  0, or a negative errno: drop it (counted).
  */
 int ferrite_rs_rx_classify(const void *dev, const u8 *ip, u32 len, u32 *qpn);
+/* A classified datagram that the receive path could not queue, and why: Rust
+ * counts it (softirq context, like ferrite_rs_rx_classify).
+ */
+#define FERRITE_RX_DROP_NO_QP 1		/* no QP with that QPN, or a dying one */
+#define FERRITE_RX_DROP_QUEUE_FULL 2	/* the QP's receive queue is full */
+void ferrite_rs_rx_dropped(const void *dev, u32 why);
 /* Fill the ICRC of a finished outgoing datagram (from its IP header). */
 void ferrite_rs_icrc_fill(u8 *ip, u32 len);
 

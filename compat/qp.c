@@ -303,9 +303,14 @@ void ferrite_qp_rx(struct ferrite_dev *fdev, struct sk_buff *skb)
 				   &qpn))
 		goto drop;
 	qp = xa_load(&fdev->qps, qpn);
-	if (!qp || READ_ONCE(qp->dying) ||
-	    skb_queue_len(&qp->rxq) >= FERRITE_RXQ_MAX)
+	if (!qp || READ_ONCE(qp->dying)) {
+		ferrite_rs_rx_dropped(fdev->rs, FERRITE_RX_DROP_NO_QP);
 		goto drop;
+	}
+	if (skb_queue_len(&qp->rxq) >= FERRITE_RXQ_MAX) {
+		ferrite_rs_rx_dropped(fdev->rs, FERRITE_RX_DROP_QUEUE_FULL);
+		goto drop;
+	}
 	/* The input route may be RCU-only (noref): never keep it past here. */
 	skb_dst_drop(skb);
 	skb_orphan(skb);

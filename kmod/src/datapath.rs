@@ -568,15 +568,37 @@ pub unsafe extern "C" fn ferrite_rs_rx_classify(dev: *const c_void, ip: *const u
             unsafe { *qpn = rx.bth.dest_qpn };
             0
         }
-        Err(Drop::Icrc) => {
-            Counters::bump(&d.counters.icrc_errors);
-            -74 // EBADMSG
-        }
-        Err(_) => {
-            Counters::bump(&d.counters.malformed);
-            Error::EINVAL.to_errno()
+        Err(why) => {
+            count_drop(&d.counters, why);
+            if why == Drop::Icrc {
+                -74 // EBADMSG
+            } else {
+                Error::EINVAL.to_errno()
+            }
         }
     }
+}
+
+/// Count a datagram [`packet::parse`] refused.
+fn count_drop(c: &Counters, why: Drop) {
+    Counters::bump(match why {
+        Drop::Icrc => &c.icrc_errors,
+        Drop::UnknownOpcode => &c.unknown_opcode,
+        Drop::Malformed => &c.malformed,
+    });
+}
+
+/// # Safety
+/// `dev` is a live device handle.  Called in softirq context: no sleeping.
+#[no_mangle]
+pub unsafe extern "C" fn ferrite_rs_rx_dropped(dev: *const c_void, why: u32) {
+    // SAFETY: function contract.
+    let c = &unsafe { device(dev) }.counters;
+    Counters::bump(match why {
+        b::FERRITE_RX_DROP_QUEUE_FULL => &c.rx_overflow,
+        // FERRITE_RX_DROP_NO_QP, and anything C might add without telling.
+        _ => &c.unknown_qp,
+    });
 }
 
 /// # Safety
@@ -591,7 +613,7 @@ pub unsafe extern "C" fn ferrite_rs_icrc_fill(ip: *mut u8, len: u32) {
 }
 
 /// Counter names, NUL-terminated, in the order of [`Counters::snapshot`].
-static COUNTER_NAMES_C: [&[u8]; 17] = [
+static COUNTER_NAMES_C: [&[u8]; engine::COUNTERS] = [
     b"sent_pkts\0",
     b"rcvd_pkts\0",
     b"retransmits\0",
@@ -609,6 +631,10 @@ static COUNTER_NAMES_C: [&[u8]; 17] = [
     b"wqes_posted\0",
     b"recv_completions\0",
     b"tx_drops\0",
+    b"unknown_opcode_drops\0",
+    b"unknown_qp_drops\0",
+    b"rx_overflow_drops\0",
+    b"stray_responses\0",
 ];
 
 #[no_mangle]
@@ -655,6 +681,74 @@ mod tests {
         }
         let mut ud = b::ferrite_qp_init { qp_type: 4, ..i };
         assert_eq!(qp_geometry(&mut ud), Err(Error::EOPNOTSUPP));
+    }
+
+    #[test]
+    fn receive_drops_are_counted_by_kind() {
+        use crate::device::Netdev;
+        use core::sync::atomic::Ordering::Relaxed;
+        let d = Device::new(Netdev::new(1, 2, 1, &[2, 0, 0, 0, 0, 1]).unwrap()).unwrap();
+        let h = &d as *const Device as *const c_void;
+        // IPv4, UDP to 4791, an RC SEND ONLY of 4 bytes to QP 0x123456, ICRC.
+        let mut ip = [0u8; 20 + 8 + 12 + 4 + 4];
+        ip[..10].copy_from_slice(&[0x45, 0, 0, 48, 0, 1, 0x40, 0, 64, 17]);
+        ip[12..20].copy_from_slice(&[192, 0, 2, 2, 192, 0, 2, 1]);
+        ip[20..28].copy_from_slice(&[0xc0, 0, 0x12, 0xb7, 0, 28, 0, 0]);
+        ip[28..40].copy_from_slice(&[0x04, 0, 0xff, 0xff, 0, 0x12, 0x34, 0x56, 0, 0, 0, 7]);
+        ip[40..44].copy_from_slice(b"ping");
+        let with = |f: &dyn Fn(&mut [u8; 48])| {
+            let mut p = ip;
+            f(&mut p);
+            icrc::fill(&icrc::SoftCrc, &mut p).unwrap();
+            p
+        };
+        let classify = |p: &[u8]| {
+            let mut qpn = 0;
+            // SAFETY: a live device and a buffer of `p.len()` bytes.
+            (unsafe { ferrite_rs_rx_classify(h, p.as_ptr(), p.len() as u32, &mut qpn) }, qpn)
+        };
+        let c = &d.counters;
+        let counts = || (c.malformed.load(Relaxed), c.icrc_errors.load(Relaxed), c.unknown_opcode.load(Relaxed));
+        assert_eq!(classify(&with(&|_| {})), (0, 0x123456));
+        assert_eq!(counts(), (0, 0, 0));
+        // Unknown opcodes: RC reserved codes, RD, CNP; counted as such, not as malformed.
+        for op in [0x15, 0x1e, 0x1f, 0x40, 0x81, 0xff] {
+            assert_eq!(classify(&with(&|p| p[28] = op)).0, -22, "opcode {op:#x}");
+        }
+        assert_eq!(counts(), (0, 0, 6));
+        let mut bad = with(&|_| {});
+        bad[41] ^= 0x10;
+        assert_eq!(classify(&bad).0, -74);
+        assert_eq!(counts(), (0, 1, 6));
+        // Shorter than its lengths say; TVer 1.
+        assert_eq!(classify(&with(&|_| {})[..40]).0, -22);
+        assert_eq!(classify(&with(&|p| p[29] = 1)).0, -22);
+        assert_eq!(counts(), (2, 1, 6));
+        // What C could not queue.
+        // SAFETY: a live device.
+        unsafe {
+            ferrite_rs_rx_dropped(h, b::FERRITE_RX_DROP_NO_QP);
+            ferrite_rs_rx_dropped(h, b::FERRITE_RX_DROP_NO_QP);
+            ferrite_rs_rx_dropped(h, b::FERRITE_RX_DROP_QUEUE_FULL);
+        }
+        assert_eq!((c.unknown_qp.load(Relaxed), c.rx_overflow.load(Relaxed)), (2, 1));
+        // Every counter has its name, in snapshot order; the new ones last.
+        let mut v = [0u64; engine::COUNTERS];
+        // SAFETY: a live device and room for every counter.
+        unsafe { ferrite_rs_counters(h, v.as_mut_ptr(), v.len() as u32) };
+        assert_eq!(ferrite_rs_counter_count() as usize, v.len());
+        let name = |i: u32| {
+            // SAFETY: names are static NUL-terminated strings.
+            unsafe { core::ffi::CStr::from_ptr(ferrite_rs_counter_name(i) as *const core::ffi::c_char) }.to_str().unwrap()
+        };
+        let at = |n: &str| (0..v.len() as u32).find(|&i| name(i) == n).map(|i| v[i as usize]);
+        assert_eq!(at("malformed_drops"), Some(2));
+        assert_eq!(at("icrc_errors"), Some(1));
+        assert_eq!(at("unknown_opcode_drops"), Some(6));
+        assert_eq!(at("unknown_qp_drops"), Some(2));
+        assert_eq!(at("rx_overflow_drops"), Some(1));
+        assert_eq!(at("stray_responses"), Some(0));
+        assert!(ferrite_rs_counter_name(v.len() as u32).is_null());
     }
 
     #[test]

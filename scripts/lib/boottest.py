@@ -52,11 +52,12 @@ def prepare_guest_dir(name, ko, script):
     shutil.copy(ko, os.path.join(g, "ferrite.ko"))
     for f in os.listdir(logdir):
         if f.startswith("libferrite-rdmav") and f.endswith(".so") \
-                or f in ("verbs-ctl", "dlopen-local", "ferrite-testclient",
-                         "ferrite-unsigned.ko", "ferrite-wrongkey.ko"):
+                or f in ("verbs-ctl", "dlopen-local", "rocegen", "rc-hold",
+                         "ferrite-testclient", "ferrite-unsigned.ko", "ferrite-wrongkey.ko"):
             shutil.copy(os.path.join(logdir, f), g)
     # The guest scripts of each area, sourced by the boot test.
-    for f in ("lib.sh", "data.sh", "interop.sh", "lifetime.sh", "debug.sh", "package.sh"):
+    for f in ("lib.sh", "data.sh", "malformed.sh", "interop.sh", "lifetime.sh", "debug.sh",
+              "package.sh"):
         shutil.copy(os.path.join(TOP, "tests", "guest", f), g)
     # The target's signed apt repositories and the keys the package checks use.
     from . import package

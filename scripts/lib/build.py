@@ -352,6 +352,18 @@ def build_target(name):
     if r.returncode != 0:
         raise util.Fail(f"{name}: tests/guest/dlopen-local.c does not build (log: {dlog})")
     shutil.copy(os.path.join(mod, "dlopen-local"), logdir)
+    # The malformed-packet checks (tests/guest/malformed.sh): the packet sender, libc
+    # only, whose ICRC must first match known packets' (selftest), and the idle
+    # connection the forged packets aim at.
+    for prog, libs, check in (("rocegen", "", "/mnt/rocegen selftest"),
+                              ("rc-hold", " -libverbs", "true")):
+        shutil.copy(os.path.join(TOP, "tests", "guest", f"{prog}.c"), mod)
+        plog = os.path.join(logdir, f"{prog}.log")
+        r = in_root(root, mod, f"gcc -O2 -Wall -Werror -o /mnt/{prog} /mnt/{prog}.c{libs} && {check}",
+                    plog)
+        if r.returncode != 0:
+            raise util.Fail(f"{name}: tests/guest/{prog}.c does not build or check (log: {plog})")
+        shutil.copy(os.path.join(mod, prog), logdir)
     # The byte-checking RDMA test client: built once (in the oldest root) for all.
     from . import testclient
     shutil.copy(testclient.build_testclient(), os.path.join(logdir, "ferrite-testclient"))

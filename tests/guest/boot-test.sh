@@ -4,7 +4,8 @@
 # It loads ferrite, makes devices on a veth pair, checks what the kernel shows of
 # them (rdma link show, sysfs, GIDs, port state), exercises the error cases, removes
 # devices every way there is (rdma link delete, ip link del, rmmod) and reloads.
-# In between, data.sh moves data ferrite to ferrite and interop.sh ferrite to rxe.
+# In between, data.sh moves data ferrite to ferrite, malformed.sh sends it malformed
+# and forged packets, and interop.sh moves data ferrite to rxe.
 # Each check writes one result line to /ferrite/out/results; the host numbers them
 # into KTAP.  Diagnostics go on "# " lines before the result they explain.
 #
@@ -495,8 +496,10 @@ check provider_resources_released t_provider_resources_released
 check provider_kill9_releases_everything t_provider_kill9
 check provider_link_delete_while_open t_link_delete_while_open
 check provider_netdev_delete_while_open t_netdev_delete_while_open
-# Moving data: ferrite to ferrite, then ferrite and rxe (one script per area).
+# Moving data: ferrite to ferrite, then ferrite and rxe (one script per area);
+# between them, malformed and forged packets at a device carrying connections.
 . /ferrite/data.sh
+. /ferrite/malformed.sh
 . /ferrite/interop.sh
 # Removing things under traffic: processes, links, netdevs, the module.
 . /ferrite/lifetime.sh

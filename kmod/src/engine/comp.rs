@@ -105,6 +105,7 @@ impl Qp {
         let p = rx.bth.psn;
         // Nothing was ever sent with this PSN: a stray or forged response.
         if !psn::before(p, self.next_psn) {
+            Counters::bump(&env.counters().stray_responses);
             return;
         }
         match rx.bth.opcode {
@@ -154,7 +155,8 @@ impl Qp {
                         };
                         self.error_head(env, status);
                     }
-                    Syndrome::Reserved(_) => {}
+                    // No such ACK or NAK: the AETH is malformed.
+                    Syndrome::Reserved(_) => Counters::bump(&env.counters().malformed),
                 }
             }
             op::RC_RDMA_READ_RESPONSE_FIRST

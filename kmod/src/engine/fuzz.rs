@@ -190,7 +190,7 @@ pub struct Summary {
     /// Packets the QP sent while the input ran.
     pub sent: u32,
     /// The QP's counters at the end, in the order of [`COUNTER_NAMES`].
-    pub counters: [u64; 17],
+    pub counters: [u64; super::COUNTERS],
 }
 
 /// Every datagram the QP sent is well-formed, to its peer, from and to the right
@@ -250,7 +250,9 @@ pub fn rx_packet(data: &[u8]) -> Summary {
             ip[n - icrc::ICRC_LEN..].copy_from_slice(&pkt[m - icrc::ICRC_LEN..]);
         }
         // The UDP receive softirq: classify (and ICRC-check) the datagram.
-        let dropped = dev.counters.malformed.load(Relaxed) + dev.counters.icrc_errors.load(Relaxed);
+        // What the classifier counts: ICRC errors, malformed packets, unknown opcodes.
+        let classified = |c: &super::Counters| c.malformed.load(Relaxed) + c.icrc_errors.load(Relaxed) + c.unknown_opcode.load(Relaxed);
+        let dropped = classified(&dev.counters);
         let mut qpn = 0u32;
         // SAFETY: `dev` is a live Device, `ip` is valid for its length, `qpn` is writable.
         let r = unsafe {
@@ -262,7 +264,7 @@ pub fn rx_packet(data: &[u8]) -> Summary {
             )
         };
         assert_eq!(r == 0, packet::parse(&ip, Some(&SoftCrc)).is_ok(), "the classifier and the parser disagree");
-        let counted = dev.counters.malformed.load(Relaxed) + dev.counters.icrc_errors.load(Relaxed) - dropped;
+        let counted = classified(&dev.counters) - dropped;
         assert_eq!(counted, u64::from(r != 0), "a drop not counted, or a packet counted as dropped");
         // The C side queues the packet to the QP of that number (if there is one);
         // the QP's work item parses it again, without the ICRC (ferrite_rs_qp_rx).

@@ -175,10 +175,21 @@ pub struct Counters {
     pub wqes_posted: core::sync::atomic::AtomicU64,
     pub completions: core::sync::atomic::AtomicU64,
     pub tx_drops: core::sync::atomic::AtomicU64,
+    /// Dropped before a QP saw them: an opcode ferrite does not know (RD, CNP,
+    /// reserved codes).
+    pub unknown_opcode: core::sync::atomic::AtomicU64,
+    /// Dropped before a QP saw them: no QP with the BTH's destination QPN (or one
+    /// being destroyed).
+    pub unknown_qp: core::sync::atomic::AtomicU64,
+    /// Dropped because the QP's receive queue was full (its work item fell behind).
+    pub rx_overflow: core::sync::atomic::AtomicU64,
+    /// Responses (ACK, NAK, READ response, atomic acknowledgement) for a PSN the QP
+    /// never sent: stray or forged, dropped.
+    pub stray_responses: core::sync::atomic::AtomicU64,
 }
 
 /// Names of [`Counters`], in the order of [`Counters::snapshot`].
-pub const COUNTER_NAMES: [&str; 17] = [
+pub const COUNTER_NAMES: [&str; COUNTERS] = [
     "sent_pkts",
     "rcvd_pkts",
     "retransmits",
@@ -196,14 +207,21 @@ pub const COUNTER_NAMES: [&str; 17] = [
     "wqes_posted",
     "completions",
     "tx_drops",
+    "unknown_opcode",
+    "unknown_qp",
+    "rx_overflow",
+    "stray_responses",
 ];
+
+/// How many [`Counters`] there are.
+pub const COUNTERS: usize = 21;
 
 impl Counters {
     pub fn bump(c: &core::sync::atomic::AtomicU64) {
         c.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
     }
 
-    pub fn snapshot(&self) -> [u64; 17] {
+    pub fn snapshot(&self) -> [u64; COUNTERS] {
         use core::sync::atomic::Ordering::Relaxed;
         [
             self.sent_pkts.load(Relaxed),
@@ -223,6 +241,10 @@ impl Counters {
             self.wqes_posted.load(Relaxed),
             self.completions.load(Relaxed),
             self.tx_drops.load(Relaxed),
+            self.unknown_opcode.load(Relaxed),
+            self.unknown_qp.load(Relaxed),
+            self.rx_overflow.load(Relaxed),
+            self.stray_responses.load(Relaxed),
         ]
     }
 }

@@ -101,7 +101,8 @@ pub fn parse<'a>(ip: &'a [u8], crc: Option<&dyn crate::wire::icrc::Crc32>) -> Re
         return Err(Drop::Malformed);
     }
     let payload = &t[info.hdr_len..t.len() - pad];
-    if !info.has_payload() && !payload.is_empty() {
+    // An opcode without payload has no pad either (opcode::payload_range).
+    if !info.has_payload() && (pad != 0 || !payload.is_empty()) {
         return Err(Drop::Malformed);
     }
     if let Some(c) = crc {

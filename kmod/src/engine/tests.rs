@@ -859,3 +859,151 @@ fn malformed_atomic_writes_get_an_invalid_request_nak() {
         let _ = w;
     }
 }
+
+/// `ip` (an IPv4 datagram from a node) with its transport bytes (BTH to ICRC, not
+/// included) changed by `f`, lengths and ICRC made right again: a packet that
+/// passes every check but the one the test is about.
+fn forge(ip: &[u8], f: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
+    let mut t = transport(ip)[..ip.len() - 32].to_vec();
+    f(&mut t);
+    let mut out = ip[..28].to_vec();
+    out.extend_from_slice(&t);
+    out.extend_from_slice(&[0; 4]);
+    let total = out.len() as u16;
+    out[2..4].copy_from_slice(&total.to_be_bytes());
+    out[24..26].copy_from_slice(&(total - 20).to_be_bytes());
+    icrc::fill(&SoftCrc, &mut out).unwrap();
+    out
+}
+
+fn set_psn(t: &mut [u8], psn: u32) {
+    t[9..12].copy_from_slice(&psn.to_be_bytes()[1..]);
+}
+
+fn count(c: &core::sync::atomic::AtomicU64) -> u64 {
+    c.load(core::sync::atomic::Ordering::Relaxed)
+}
+
+#[test]
+fn pad_on_an_opcode_without_payload_is_malformed() {
+    let (mut a, mut b) = pair(QpType::Rc, 3);
+    b.reg(2, 0x8000, 64, ALL);
+    a.reg(1, 0x1000, 64, ALL);
+    let mut w = send_wqe(1, wop::RDMA_WRITE);
+    w.remote_addr = 0x8000;
+    w.rkey = 2;
+    a.post_send(w, &[Sge { addr: 0x1000, length: 16, lkey: 1 }]);
+    a.qp.run(&mut a.env, 64);
+    let req = a.env.out.pop().unwrap();
+    b.qp.receive(&mut b.env, &packet::parse(&req, Some(&SoftCrc)).unwrap());
+    b.qp.run(&mut b.env, 64);
+    let ack = b.env.out.pop().unwrap();
+    assert_eq!(packet::parse(&ack, Some(&SoftCrc)).unwrap().bth.opcode, 0x11);
+    // PadCnt 1 to 3 with as many bytes of pad after the AETH: an ACK has neither.
+    for pad in 1..=3u8 {
+        let bad = forge(&ack, |t| {
+            t[1] = (t[1] & !0x30) | pad << 4;
+            t.extend(core::iter::repeat_n(0, pad as usize));
+        });
+        assert_eq!(packet::parse(&bad, Some(&SoftCrc)).unwrap_err(), packet::Drop::Malformed, "pad {pad}");
+    }
+    // A pad longer than the payload, on an opcode that has payload.
+    let bad = forge(&req, |t| {
+        t.truncate(28);
+        t[1] |= 0x30;
+    });
+    assert_eq!(packet::parse(&bad, Some(&SoftCrc)).unwrap_err(), packet::Drop::Malformed);
+    // The ACK as it was still completes the WRITE.
+    a.qp.receive(&mut a.env, &packet::parse(&ack, Some(&SoftCrc)).unwrap());
+    assert_eq!(a.cqes(CqSel::Send)[0].status, wc::SUCCESS);
+}
+
+#[test]
+fn forged_psns_are_counted_and_leave_the_connection_alone() {
+    let (mut a, mut b) = pair(QpType::Rc, 3);
+    b.reg(2, 0x8000, 64, ALL);
+    a.reg(1, 0x1000, 64, ALL);
+    b.post_recv(1, &[Sge { addr: 0x8000, length: 64, lkey: 2 }]);
+    a.post_send(send_wqe(1, wop::SEND), &[Sge { addr: 0x1000, length: 16, lkey: 1 }]);
+    a.qp.run(&mut a.env, 64);
+    let good = a.env.out.pop().unwrap();
+    let epsn = b.qp.epsn;
+    assert_eq!(packet::parse(&good, None).unwrap().bth.psn, epsn);
+
+    // Ahead of the expected PSN, in and out of any window: one sequence NAK (to the
+    // peer, which never sent those PSNs), then silence; every one counted.
+    for (k, d) in [1u32, 2, 1 << 22, (1 << 23) - 1].into_iter().enumerate() {
+        let f = forge(&good, |t| set_psn(t, psn::add(epsn, d)));
+        b.qp.receive(&mut b.env, &packet::parse(&f, Some(&SoftCrc)).unwrap());
+        b.qp.run(&mut b.env, 64);
+        assert_eq!(count(&b.env.counters.out_of_sequence), k as u64 + 1);
+    }
+    assert_eq!(count(&b.env.counters.seq_naks_sent), 1);
+    // Behind it: duplicates, re-ACKed, nothing executed (SEND, WRITE with a key b
+    // does not have, READ and atomic with nothing to replay).
+    for (k, d) in [1u32, 5, 1 << 22, 1 << 23].into_iter().enumerate() {
+        let f = forge(&good, |t| set_psn(t, psn::add(epsn, psn::MASK + 1 - d)));
+        b.qp.receive(&mut b.env, &packet::parse(&f, Some(&SoftCrc)).unwrap());
+        assert_eq!(count(&b.env.counters.duplicate_requests), k as u64 + 1);
+    }
+    let dup_write = forge(&good, |t| {
+        t[0] = 0x0a; // RDMA WRITE ONLY
+        set_psn(t, psn::add(epsn, psn::MASK));
+        let payload = t.split_off(12);
+        t.extend_from_slice(&0x8000u64.to_be_bytes());
+        t.extend_from_slice(&0x0bad_u32.to_be_bytes());
+        t.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+        t.extend_from_slice(&payload);
+    });
+    b.qp.receive(&mut b.env, &packet::parse(&dup_write, Some(&SoftCrc)).unwrap());
+    b.qp.run(&mut b.env, 64);
+    assert_eq!(count(&b.env.counters.duplicate_requests), 5);
+    assert!(b.env.cqes.is_empty(), "a forged request completed a receive");
+    assert_eq!(b.qp.state(), QpState::Rts);
+    assert_eq!(b.qp.epsn, epsn);
+
+    // The NAK and ACKs b sent at a, which has nothing outstanding beyond the SEND:
+    // a sequence NAK for the SEND's PSN sends it again, the rest are duplicates.
+    for p in b.env.out.drain(..) {
+        a.qp.receive(&mut a.env, &packet::parse(&p, Some(&SoftCrc)).unwrap());
+    }
+    // Responses for PSNs a never sent: counted, dropped.
+    let ack = {
+        let mut ack = good[..28].to_vec();
+        let mut t = vec![0x11, 0, 0xff, 0xff, 0, 0, 0, 17, 0, 0, 0, 0, 0x1f, 0, 0, 0];
+        set_psn(&mut t, psn::add(a.qp.next_psn, 3));
+        ack.extend_from_slice(&t);
+        ack.extend_from_slice(&[0; 4]);
+        let n = ack.len() as u16;
+        ack[2..4].copy_from_slice(&n.to_be_bytes());
+        ack[24..26].copy_from_slice(&(n - 20).to_be_bytes());
+        ack[12..16].copy_from_slice(&good[16..20]);
+        ack[16..20].copy_from_slice(&good[12..16]);
+        icrc::fill(&SoftCrc, &mut ack).unwrap();
+        ack
+    };
+    a.qp.receive(&mut a.env, &packet::parse(&ack, Some(&SoftCrc)).unwrap());
+    assert_eq!(count(&a.env.counters.stray_responses), 1);
+    let far = forge(&ack, |t| set_psn(t, psn::add(a.qp.next_psn, (1 << 23) - 1)));
+    a.qp.receive(&mut a.env, &packet::parse(&far, Some(&SoftCrc)).unwrap());
+    assert_eq!(count(&a.env.counters.stray_responses), 2);
+    // A reserved syndrome (kind 10) for a PSN in flight: malformed, ignored.
+    let reserved = forge(&ack, |t| {
+        set_psn(t, epsn);
+        t[12] = 0x40;
+    });
+    a.qp.receive(&mut a.env, &packet::parse(&reserved, Some(&SoftCrc)).unwrap());
+    assert_eq!(count(&a.env.counters.malformed), 1);
+    assert!(a.env.cqes.is_empty(), "a forged response completed the SEND");
+    assert_eq!(a.qp.state(), QpState::Rts);
+
+    // The real SEND still lands, once, with its bytes.
+    b.qp.receive(&mut b.env, &packet::parse(&good, Some(&SoftCrc)).unwrap());
+    pump(&mut a, &mut b, CLEAN, 1, |a, b| !a.env.cqes.is_empty() && !b.env.cqes.is_empty());
+    let r = b.cqes(CqSel::Recv);
+    assert_eq!(r.iter().map(|c| (c.wr_id, c.status, c.byte_len)).collect::<Vec<_>>(), [(1, wc::SUCCESS, 16)]);
+    assert_eq!(a.cqes(CqSel::Send)[0].status, wc::SUCCESS);
+    assert_eq!(&b.region(2)[..16], &a.region(1)[..16]);
+    assert_eq!((a.qp.state(), b.qp.state()), (QpState::Rts, QpState::Rts));
+    assert_eq!(count(&a.env.counters.stray_responses), 2);
+}
