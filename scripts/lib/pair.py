@@ -219,7 +219,8 @@ def run(built):
     info["boot_seconds"] = round(time.time() - t_boot, 1)
 
     # Both guests' boots, as one subtest.
-    ok, diag, per_guest, timings = True, [], {}, []
+    ok, diag, per_guest, timings = True, [f"joined by a socket netdev on 127.0.0.1:{port}, "
+                                          f"both guests in {info['boot_seconds']} s"], {}, []
     for n in (OLD, NEW):
         q = outcome.get(n, {"error": "no outcome"})
         out = os.path.join(guests[n], "out")

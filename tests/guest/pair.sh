@@ -351,20 +351,40 @@ counter() { # counter DEV NAME: one value of rdma statistic
 	rdma statistic show link "$1/1" | tr ' ' '\n' | grep -A1 -x "$2" | tail -1
 }
 
+# nonzero DEV NAME...: the counters of NAME... that are not 0 (a missing one too).
+nonzero() {
+	local dev=$1 n v
+	shift
+	for n in "$@"; do
+		v=$(counter "$dev" "$n")
+		[ "$v" = 0 ] || echo "$n=${v:-missing}"
+	done
+}
+
 # t_counters: what this guest's device counted in the phase.  Both stacks sent and
-# received; ferrite found no bad ICRC and nothing malformed in rxe's packets; rxe
-# failed to send nothing.
+# received and no QP ran out of retries; ferrite found no bad ICRC and nothing
+# malformed in rxe's packets; rxe failed to send nothing, but on Linux 5.10, whose
+# rxe loses some of its own READ responses and ACKs in its send path (the skb->cb
+# bug interop.sh describes: "Failed sending RDMA reply" in dmesg, counted in
+# send_err); the requester recovers them, which the testclient check shows.
 t_counters() {
-	local line
-	line=$(rdma statistic show link $DEV/1 | tr -s ' ')
-	diag "$ME's $STACK: $line"
+	local bad
+	diag "$ME's $STACK: $(rdma statistic show link $DEV/1 | tr -s ' \n' ' ')"
 	[ "$(counter $DEV sent_pkts)" -gt 0 ] 2>/dev/null && [ "$(counter $DEV rcvd_pkts)" -gt 0 ] 2>/dev/null ||
 		{ diag "$DEV sent or received nothing"; return 1; }
 	if [ "$STACK" = ferrite ]; then
-		[ "$(counter f0 icrc_errors)" = 0 ] && [ "$(counter f0 malformed_drops)" = 0 ]
+		bad=$(nonzero f0 icrc_errors malformed_drops retry_exceeded rnr_retry_exceeded)
 	else
-		[ "$(counter r0 send_err)" = 0 ]
+		bad=$(nonzero r0 retry_exceeded_err retry_rnr_exceeded_err)
+		case $KVER in
+		5.10.*)
+			diag "rxe of $KVER: send_err $(counter r0 send_err): $(dmesg | grep -c 'rdma_rxe: Failed sending') send failures in dmesg, not counted against it"
+			;;
+		*) bad="$bad $(nonzero r0 send_err)" ;;
+		esac
 	fi
+	bad=$(echo $bad)
+	[ -z "$bad" ] || { diag "$DEV: $bad"; return 1; }
 }
 
 t_teardown() {
