@@ -109,8 +109,12 @@ def make_initramfs(root, kver, out):
         f.write(gzip.compress(_cpio_newc(entries), 6))
 
 
-def boot(name, guest_dir, timeout, serial_log, memory="2G"):
-    """Boot target `name` with `guest_dir` as the ferrite share; returns QEMU's outcome."""
+def boot(name, guest_dir, timeout, serial_log, memory="2G", net=None):
+    """Boot target `name` with `guest_dir` as the ferrite share; returns QEMU's outcome.
+
+    `net`: QEMU arguments of the guest's network devices; by default it has none
+    (`-nic none`).  The pair test (scripts/lib/pair.py) joins two guests' NICs.
+    """
     logdir = util.build_dir(name)
     root, res = rootfs.ensure(name, logdir)
     kver = res["kernel"]
@@ -127,7 +131,8 @@ def boot(name, guest_dir, timeout, serial_log, memory="2G"):
         "-kernel", kernel, "-initrd", initrd,
         "-append", " ".join(["console=ttyS0 panic=-1 oops=panic loglevel=6 rw quiet"] +
                             ([extra_cmdline] if extra_cmdline else [])),
-        "-display", "none", "-monitor", "none", "-no-reboot", "-nic", "none",
+        "-display", "none", "-monitor", "none", "-no-reboot",
+    ] + (net if net is not None else ["-nic", "none"]) + [
         "-serial", f"file:{serial_log}",
         "-virtfs", f"local,path={root},mount_tag=rootfs,security_model=none,readonly=on,multidevs=remap",
         "-virtfs", f"local,path={guest_dir},mount_tag=ferrite,security_model=none,multidevs=remap",

@@ -4,6 +4,10 @@ tests/guest/boot-test.sh inside, and report KTAP.
 Output: one KTAP test per target (named after it) with one subtest per check, a summary
 table of targets, and the closing line "N passed, N failed" counting targets.  Each
 target's serial log, guest log and dmesg stay in build/<target>/.
+
+After the targets, when the oldest and the newest are among them (or when asked), the
+pair stage (scripts/lib/pair.py: two guests on one virtual wire, ferrite against rxe
+across kernels) is one more entry, named "pair", counted like a target.
 """
 
 import concurrent.futures
@@ -189,7 +193,12 @@ def start_kernel_builds(names):
     return threads
 
 
-def main(names, results_path=None):
+def main(names, results_path=None, pair_stage=None):
+    """Boot-test `names`; then the pair stage if `pair_stage`, or by default when
+    pair.wanted(names).  True when everything passed."""
+    from . import pair
+    if pair_stage is None:
+        pair_stage = pair.wanted(names)
     lines = []
 
     def w(s):
@@ -197,7 +206,7 @@ def main(names, results_path=None):
         lines.append(s)
 
     w("KTAP version 1")
-    w(f"1..{len(names)}")
+    w(f"1..{len(names) + (1 if pair_stage else 0)}")
     summary = []
     early = start_kernel_builds(names)
     # Resolve everything first, here too: resolution refreshes shared apt indices.
@@ -217,16 +226,30 @@ def main(names, results_path=None):
         util.log(f"boot tests: {jobs} targets at a time (FERRITE_JOBS)")
     pool = concurrent.futures.ThreadPoolExecutor(max_workers=jobs)
     futures = [pool.submit(one, n) for n in names]
+    built = {}
     for i, (n, fut) in enumerate(zip(names, futures), 1):
         try:
             sub, info = fut.result()
         except Exception as e:  # a bug in the harness: this target fails, the rest go on
             sub, info = [(False, "build", [f"harness error: {e!r}"])], {"target": n}
+        built[n] = bool(sub) and sub[0][1] == "build" and sub[0][0]
         ok = ktap_target(i, n, sub, info, w)
         r = info.get("resolved") or {}
         summary.append((n, r.get("kernel", "?"), r.get("rdma_core", "?"), ok,
                         sum(1 for s in sub if s[0]), len(sub), info.get("seconds", 0)))
         with open(os.path.join(util.build_dir(n), "result.json"), "w") as f:
+            json.dump({"ok": ok, "info": info, "subtests": sub}, f, indent=1)
+    if pair_stage:
+        # After the targets: its two guests keep both cores busy.
+        util.log(f"{pair.NAME}: {pair.OLD} and {pair.NEW} on one virtual wire")
+        try:
+            sub, info = pair.run(built)
+        except Exception as e:  # a bug in the harness
+            sub, info = [(False, "build", [f"harness error: {e!r}"])], {"target": pair.NAME}
+        ok = ktap_target(len(names) + 1, pair.NAME, sub, info, w)
+        summary.append((pair.NAME, f"{pair.OLD} + {pair.NEW}", "-", ok,
+                        sum(1 for s in sub if s[0]), len(sub), info.get("seconds", 0)))
+        with open(os.path.join(util.build_dir(pair.NAME), "result.json"), "w") as f:
             json.dump({"ok": ok, "info": info, "subtests": sub}, f, indent=1)
     w("# target          kernel                      rdma-core  result  checks  seconds")
     for n, k, rc, ok, good, total, secs in summary:
