@@ -12,8 +12,8 @@ a label (e.g. "ferrite@bullseye"): each must have sent RoCE packets.
 The diagnostics summarise, per sender, how it fills the fields a receiver does not
 check the same way: IPv4 DF, TTL, TOS and IP ID, the UDP source ports and checksum,
 the BTH's P_Key, pad counts and AckReq, the opcodes, ACKs and NAKs, and requests
-sent again with a PSN already seen (retransmissions).  A last line names the fields
-in which ferrite's packets and rxe's differ.
+and READ response packets sent again with a PSN already seen (retransmissions).
+A last line names the fields in which ferrite's packets and rxe's differ.
 """
 
 import collections
@@ -40,6 +40,7 @@ RC_FLUSH = 0x1c
 AETH_OPS = {0x11, 0x12, 0x0d, 0x0f, 0x10}
 # Responses; everything else an RC/UC QP sends is a request.
 RESPONSE_OPS = {0x0d, 0x0e, 0x0f, 0x10, 0x11, 0x12}
+READ_RESPONSE_OPS = {0x0d, 0x0e, 0x0f, 0x10}
 NAK_CODES = {0: "PSN sequence error", 1: "invalid request", 2: "remote access error",
              3: "remote operational error", 4: "invalid RD request"}
 
@@ -134,6 +135,8 @@ class Sender:
         self.rnr_naks = 0
         self.seen_psn = {}
         self.resent = 0
+        self.seen_resp = {}
+        self.resent_resp = 0
         self.qps = set()
 
     def features(self):
@@ -172,7 +175,8 @@ class Sender:
             + f", FECN/BECN set {self.fecn_becn}; AckReq on {self.ackreq[True]} of {reqs} requests",
             f"{self.label}:   ACKs {self.acks}, RNR NAKs {self.rnr_naks}, NAKs "
             + (", ".join(f"{k} {v}" for k, v in sorted(self.naks.items())) or "0")
-            + f"; requests resent with a PSN already sent: {self.resent}",
+            + f"; sent again with a PSN already sent: {self.resent} requests, "
+            f"{self.resent_resp} READ response packets",
             f"{self.label}:   opcodes " + ", ".join(
                 f"{opname(o)} {c}" for o, c in sorted(self.ops.items())),
         ]
@@ -289,15 +293,22 @@ def check(path, senders):
         s.ops[op] += 1
         s.qps.add(dqpn)
         low = op & 0x1f
+        # A QP number (and so a PSN) may come back in a later run: a PSN counts as
+        # sent again only within RESEND_WINDOW seconds of its first sending.  ACKs
+        # repeat PSNs by design (coalesced and duplicate ACKs): only READ response
+        # data is counted among the responses.
+        key = (dqpn, psn)
         if low not in RESPONSE_OPS:
             s.ackreq[areq] += 1
-            # A QP number (and so a PSN) may come back in a later run: a PSN counts
-            # as sent again only within RESEND_WINDOW seconds of its first sending.
-            key = (dqpn, psn)
             if t - s.seen_psn.get(key, -RESEND_WINDOW) < RESEND_WINDOW:
                 s.resent += 1
             else:
                 s.seen_psn[key] = t
+        elif low in READ_RESPONSE_OPS:
+            if t - s.seen_resp.get(key, -RESEND_WINDOW) < RESEND_WINDOW:
+                s.resent_resp += 1
+            else:
+                s.seen_resp[key] = t
         if low in AETH_OPS and len(ip) >= hlen + 20 + 4 + 4:
             syn = ip[hlen + 20]
             kind = syn >> 5

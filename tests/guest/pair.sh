@@ -364,9 +364,10 @@ nonzero() {
 # t_counters: what this guest's device counted in the phase.  Both stacks sent and
 # received and no QP ran out of retries; ferrite found no bad ICRC and nothing
 # malformed in rxe's packets; rxe failed to send nothing, but on Linux 5.10, whose
-# rxe loses some of its own READ responses and ACKs in its send path (the skb->cb
-# bug interop.sh describes: "Failed sending RDMA reply" in dmesg, counted in
-# send_err); the requester recovers them, which the testclient check shows.
+# rxe now and then loses its own READ responses and ACKs in its send path ("Failed
+# sending RDMA reply" in dmesg, counted in send_err; the boot test's interop runs
+# show it too, most likely the skb->cb bug testclient-rxe.sh describes for its
+# atomic ACKs); the requester recovers them, which the testclient check shows.
 t_counters() {
 	local bad
 	diag "$ME's $STACK: $(rdma statistic show link $DEV/1 | tr -s ' \n' ' ')"
