@@ -285,6 +285,11 @@ pub fn run(o: &Opts) -> i32 {
     if let Some(only) = &o.only {
         tests.retain(|t| t.name.contains(only.as_str()));
     }
+    if !o.skip.is_empty() {
+        let before = tests.len();
+        tests.retain(|t| !o.skip.iter().any(|s| t.name.contains(s.as_str())));
+        c.tap.diag(&format!("--skip {}: {} tests left out", o.skip.join(","), before - tests.len()));
+    }
     if shape.kind == QpKind::Rc && !shape.atomics {
         c.tap.diag(if o.no_atomics {
             "no atomic tests (--no-atomics)"

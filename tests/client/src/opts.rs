@@ -49,7 +49,8 @@ peer's QP gone, a QP moved to ERR with WQEs outstanding.  Without --server it is
 the responder's side, with it the requester's; both check their completions, QP
 state and async events (src/errors.rs).  It takes --dev, --gid-index, --ipv6,
 --port, --timeout, --only and
-  --skip NAME[,NAME]  (errors client) leave these cases out
+  --skip NAME[,NAME]  (errors client) leave these cases out; (client) leave out the
+                    tests whose name contains one of them (said in a diagnostic)
 ";
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
