@@ -1,6 +1,6 @@
 # Malformed and forged packets at a ferrite device (sourced by boot-test.sh, after
-# data.sh, whose nsx, gid_index, counter, listening, testclient, ibta15_mode and
-# diag_file it uses; data.sh's own namespaces are gone by then).
+# data.sh, whose nsx, gid_index, listening, testclient, ibta15_mode and diag_file
+# it uses; data.sh's own namespaces are gone by then).
 #
 # Two devices, ma0 and mb0, on a veth pair between namespaces ma and mb.  Between
 # them run two connections:
@@ -92,7 +92,8 @@ mf_beside_flowing() {
 	[ "${n:-0}" -ge 2 ]
 }
 mf_beside_events() { cat $MF_BESIDE 2>/dev/null | wc -l; }
-mf_retransmits() { echo $(( $(counter ma0 retransmits) + $(counter mb0 retransmits) )); }
+# mf_retransmits FILE: retransmissions of ma0 and mb0 in a snapshot.
+mf_retransmits() { echo $(( $(mf_get "$1" retransmits) + $(mf_get "$1" retransmits mb0) )); }
 
 # mf_ask CMD: send CMD to rc-hold; its answer in MF_REPLY; 0 if it says ok.
 mf_ask() {
@@ -116,24 +117,24 @@ mf_state() {
 }
 mf_round() { mf_ask round; }
 
-# mf_snap FILE: ma0's counters, "NAME VALUE" a line.
+# mf_snap FILE: the counters of ma0 and mb0, as "DEV NAME VALUE" lines; a case
+# takes few of these (each rdma call is slow in the guest).
 mf_snap() {
-	rdma statistic show link ma0/1 |
+	{ rdma statistic show link ma0/1; rdma statistic show link mb0/1; } |
 		awk '{ for (i = 1; i <= NF; i++) t[n++] = $i }
-		     END { for (i = 2; i + 1 < n; i += 2) print t[i], t[i + 1] }' > "$1"
+		     END { for (i = 0; i + 1 < n; i += 2) {
+				if (t[i] == "link") { d = t[i + 1]; sub("/.*", "", d) }
+				else print d, t[i], t[i + 1] } }' > "$1"
 }
-mf_get() { awk -v n="$2" '$1 == n { print $2 }' "$1"; }
+# mf_get FILE NAME [DEV]: one counter of DEV (ma0) in a snapshot.
+mf_get() { awk -v n="$2" -v d="${3:-ma0}" '$1 == d && $2 == n { print $3 }' "$1"; }
 
-# mf_delta COUNTER[+COUNTER...]: how much ma0's COUNTERs (summed) rose from
-# /tmp/mf.before to FILE (default: now).
+# mf_delta COUNTER[+COUNTER...] FILE: how much ma0's COUNTERs (summed) rose from
+# /tmp/mf.before to the snapshot FILE.
 mf_delta() {
 	local c d=0
 	for c in ${1//+/ }; do
-		if [ -n "${2:-}" ]; then
-			d=$((d + $(mf_get "$2" "$c") - $(mf_get /tmp/mf.before "$c")))
-		else
-			d=$((d + $(counter ma0 "$c") - $(mf_get /tmp/mf.before "$c")))
-		fi
+		d=$((d + $(mf_get "$2" "$c") - $(mf_get /tmp/mf.before "$c")))
 	done
 	echo $d
 }
@@ -143,10 +144,11 @@ mf_delta() {
 mf_reached() {
 	local n=$1 e w
 	shift
+	mf_snap /tmp/mf.now
 	for e in "$@"; do
 		w=${e#*=}
 		[ "$w" = n ] && w=$n
-		[ "$(mf_delta "${e%%=*}")" -ge "$w" ] || return 1
+		[ "$(mf_delta "${e%%=*}" /tmp/mf.now)" -ge "$w" ] || return 1
 	done
 }
 
@@ -174,7 +176,7 @@ mf_case() {
 	mf_snap /tmp/mf.before
 	splat=$(dmesg | grep -cE "$SPLAT")
 	events=$(mf_beside_events)
-	rt=$(mf_retransmits)
+	rt=$(mf_retransmits /tmp/mf.before)
 	lost=$(mf_softnet_drops)
 	out=$(ip netns exec mb $MF_ROCEGEN -d $MF_DST -S 203.0.113.9 -q "$MF_QPN" -p "$MF_EPSN" \
 		-P "$MF_SQPSN" -r "$MF_RKEY" -v "$MF_VA" -n $MF_N $args 2>&1)
@@ -188,7 +190,7 @@ mf_case() {
 	sleep 0.5
 	mf_snap /tmp/mf.after
 	[ "$(mf_beside_events)" = "$events" ] || noisy=$MF_NOISY_RUNS
-	[ "$(mf_retransmits)" = "$rt" ] || noisy="$noisy$MF_NOISY_RETRY"
+	[ "$(mf_retransmits /tmp/mf.after)" = "$rt" ] || noisy="$noisy$MF_NOISY_RETRY"
 	lost=$(( $(mf_softnet_drops) - lost ))
 	[ "$lost" = 0 ] || diag "the kernel dropped $lost packets before ferrite saw them"
 	for e in "$@"; do
