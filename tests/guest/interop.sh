@@ -65,8 +65,8 @@ t_interop_testclient_ferrite_client() {
 t_interop_testclient_rxe_client() {
 	local extra=""
 	# rxe of 6.1 as the requester stalled on a fenced READ behind two WRITEs
-	# (rc.write2.read_fence: 2 of 3 completions, no retry, no error for 30 s) in two
-	# runs of three, only while another guest loaded the machine; ferrite as the
+	# (rc.write2.read_fence: 2 of 3 completions, no retry, no error for 30 s) in one
+	# run of three, while another guest loaded the machine; ferrite as the
 	# requester passes the same case against it (itc1).  Not understood yet, so it
 	# is left out here, and said so.
 	case $(uname -r) in
