@@ -32,7 +32,7 @@ SPLAT = re.compile(r"WARNING:|BUG:|Oops|general protection|Call Trace|objtool|lo
                    r"blocked for more than|soft lockup|"
                    r"rcu.*(stall|detected)|Kernel panic|unregister_netdevice: waiting")
 
-BOOT_TIMEOUT = int(os.environ.get("FERRITE_BOOT_TIMEOUT", "1200"))
+BOOT_TIMEOUT = int(os.environ.get("FERRITE_BOOT_TIMEOUT", "1800"))
 
 # How many targets' boot tests run at once.  Each guest is single-threaded TCG and
 # keeps one core busy, so one per core, at most 2 (beyond that, memory and 9p I/O

@@ -219,11 +219,24 @@ def register_kernel_packages(root, debs, logf):
     """
     status = os.path.join(root, "var", "lib", "dpkg", "status")
     text = open(status).read()
-    have = set()
+    have, versions = set(), {}
     for par in _paragraphs(text):
         f = dict(_fields(par))
         if f.get("Status", "").endswith(" installed"):
             have.add(f["Package"])
+            versions[f["Package"]] = f.get("Version", "")
+
+    def satisfied(alt):
+        """One alternative, "name [(op version)]", met by what the root holds.  A
+        package recorded here (no version known yet) meets any version."""
+        m = re.match(r"\s*([^\s(:]+)(?::\S+)?\s*(?:\(\s*([<>=]+)\s*([^)\s]+)\s*\))?", alt)
+        if not m or m.group(1) not in have:
+            return False
+        if not m.group(2) or m.group(1) not in versions:
+            return True
+        op = {"<<": "lt", "<=": "le", "=": "eq", ">=": "ge", ">>": "gt", "<": "le", ">": "ge"}[m.group(2)]
+        return subprocess.run(["dpkg", "--compare-versions", versions[m.group(1)], op, m.group(3)]
+                              ).returncode == 0
     ctrls, todo = [], []
     for deb in debs:
         ctrl = subprocess.run(["dpkg-deb", "-f", deb], capture_output=True, text=True,
@@ -245,8 +258,9 @@ def register_kernel_packages(root, debs, logf):
         for k, v in fields:
             if k in ("Depends", "Pre-Depends"):
                 groups = [g.strip() for g in v.replace("\n", " ").split(",")]
-                keep = [g for g in groups if any(a.split()[0].split(":")[0] in have
-                                                 for a in g.split("|"))]
+                # A group the root cannot meet (a package it lacks, or holds too old:
+                # a backports image wants backports' linux-base) is left out.
+                keep = [g for g in groups if any(satisfied(a) for a in g.split("|"))]
                 dropped = [g for g in groups if g not in keep]
                 if dropped:
                     with open(logf, "a") as f:
