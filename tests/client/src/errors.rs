@@ -10,6 +10,9 @@
 //!   the receive it had posted.
 //! - `rem_access_out_of_bounds`: an RDMA READ of 64 bytes running 32 bytes past the
 //!   end of the responder's region (right rkey), then a SEND: the same on both sides.
+//!   With `--no-nak` (a responder that never NAKs an error outside a receive WQE: rxe
+//!   before Linux 5.13) both expect RETRY_EXC_ERR instead: the responder fails in
+//!   silence and the requester's retries (retry_cnt 3) run out.
 //! - `loc_prot_bad_lkey`: three SENDs, the second with an lkey that names no region:
 //!   the first is delivered (its bytes checked) and completes, or is flushed when the
 //!   error overtook its ACK; the second completes with LOC_PROT_ERR, the third is
@@ -100,14 +103,17 @@ impl Case {
         CASES.into_iter().find(|c| c.name() == s)
     }
 
-    /// The requester's timers.
+    /// The requester's timers.  Where a NAK is due, a few retries at 67 ms: a NAK
+    /// that never comes ends as RETRY_EXC_ERR, and says so, instead of retrying
+    /// for ever (retry_cnt 7 is infinite on ferrite and rxe).
     fn timers(self) -> Timers {
+        let nak = Timers { timeout: 14, retry_cnt: 3, rnr_retry: 7 };
         match self {
-            Case::Rnr => Timers { rnr_retry: 0, ..Timers::default() },
+            Case::Rnr => Timers { rnr_retry: 0, ..nak },
             Case::PeerGone => Timers { timeout: 10, retry_cnt: 2, rnr_retry: 7 },
             // Long enough that nothing times out before the QP is moved to ERR.
             Case::Flush => Timers { timeout: 18, ..Timers::default() },
-            _ => Timers::default(),
+            Case::BadRkey | Case::OutOfBounds | Case::BadLkey => nak,
         }
     }
 
@@ -372,16 +378,19 @@ fn client_part(conn: &mut Conn, ep: &mut Endpoint, c: Case, p: &Peer, o: &Opts, 
     let qpn = ep.qpn();
     let rkey = p.remote.rkey;
     let send = |id| wr(id, SendOp::Send, DATA_OFF, MSG);
+    // What the remote access errors complete with: the NAK's status, or, from a
+    // responder that sends none, the retries' end.
+    let access: &'static [u32] = if o.no_nak { &[IBV_WC_RETRY_EXC_ERR] } else { &[IBV_WC_REM_ACCESS_ERR] };
     let (wrs, keys, want): (Vec<SendWr>, Vec<Option<u32>>, Want) = match c {
         Case::BadRkey => (
             vec![wr(1, SendOp::Write { raddr: p.addr + DATA_OFF as u64, rkey: rkey ^ KEY_FLIP }, DATA_OFF, MSG), send(2)],
             vec![],
-            vec![(1, &[IBV_WC_REM_ACCESS_ERR]), (2, &[IBV_WC_WR_FLUSH_ERR])],
+            vec![(1, access), (2, &[IBV_WC_WR_FLUSH_ERR])],
         ),
         Case::OutOfBounds => (
             vec![wr(1, SendOp::Read { raddr: p.addr + p.len - (MSG / 2) as u64, rkey }, DATA_OFF, MSG), send(2)],
             vec![],
-            vec![(1, &[IBV_WC_REM_ACCESS_ERR]), (2, &[IBV_WC_WR_FLUSH_ERR])],
+            vec![(1, access), (2, &[IBV_WC_WR_FLUSH_ERR])],
         ),
         Case::BadLkey => {
             pattern::fill(&mut ep.mem()[DATA_OFF..DATA_OFF + MSG], SEED, 0, false);
@@ -442,6 +451,9 @@ fn client_part(conn: &mut Conn, ep: &mut Endpoint, c: Case, p: &Peer, o: &Opts, 
     let state = ep.qp_state().map(state_name).unwrap_or("?");
     let ev = ep.async_events().unwrap_or_default();
     let mut d = format!("{name}: client: send completions {}", show(&sq));
+    if o.no_nak && matches!(c, Case::BadRkey | Case::OutOfBounds) {
+        d += " (--no-nak: RETRY_EXC_ERR expected, the responder sends no NAK)";
+    }
     if nrecv > 0 {
         d += &format!("; receive completions {}", show(&rq));
     }

@@ -51,6 +51,9 @@ state and async events (src/errors.rs).  It takes --dev, --gid-index, --ipv6,
 --port, --timeout, --only and
   --skip NAME[,NAME]  (errors client) leave these cases out; (client) leave out the
                     tests whose name contains one of them (said in a diagnostic)
+  --no-nak          (errors client) the responder never NAKs an error that takes no
+                    receive WQE (rxe before Linux 5.13): the remote access cases then
+                    expect RETRY_EXC_ERR, the retries run out in silence
 ";
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -81,6 +84,7 @@ pub struct Opts {
     pub no_atomics: bool,
     pub ibta15: Ibta15,
     pub skip: Vec<String>,
+    pub no_nak: bool,
 }
 
 /// Whether the client runs IBTA 1.5's ATOMIC_WRITE and FLUSH tests.
@@ -131,6 +135,7 @@ pub fn parse(args: &[String]) -> Result<Cmd, String> {
         no_atomics: false,
         ibta15: Ibta15::Auto,
         skip: Vec::new(),
+        no_nak: false,
     };
     while let Some(a) = it.next() {
         let mut val = |name: &str| -> Result<String, String> {
@@ -177,6 +182,7 @@ pub fn parse(args: &[String]) -> Result<Cmd, String> {
             "--only" => o.only = Some(val(a)?),
             "--skip" => o.skip.extend(val(a)?.split(',').filter(|s| !s.is_empty()).map(String::from)),
             "--no-atomics" => o.no_atomics = true,
+            "--no-nak" => o.no_nak = true,
             "--ibta15" => {
                 let v = val(a)?;
                 o.ibta15 = match v.as_str() {
