@@ -26,7 +26,7 @@ typedef __SIZE_TYPE__ size_t;
 #endif
 
 /* Bumped whenever anything below changes shape. */
-#define FERRITE_COMPAT_ABI 4
+#define FERRITE_COMPAT_ABI 5
 
 /* ---- kernel services for Rust (implemented in C: ferrite_kernel.c) ---- */
 
@@ -50,9 +50,17 @@ void ferrite_k_log(int level, const u8 *msg, size_t len);
  */
 void ferrite_k_bug(const u8 *msg, size_t len);
 
-/* Sleeping mutexes, as opaque handles. */
+/*
+ * Sleeping mutexes, as opaque handles.  Each kind of lock is its own lockdep
+ * class, so that lockdep checks the order between kinds (a QP's lock, then
+ * the device's MR table) instead of seeing one lock taken twice.
+ */
+#define FERRITE_LOCK_QP 0
+#define FERRITE_LOCK_MRS 1
+#define FERRITE_LOCK_REGISTRY 2
+#define FERRITE_LOCK_CLASSES 3
 struct ferrite_k_mutex;
-struct ferrite_k_mutex *ferrite_k_mutex_new(void);
+struct ferrite_k_mutex *ferrite_k_mutex_new(u32 lock_class);
 void ferrite_k_mutex_free(struct ferrite_k_mutex *m);
 void ferrite_k_mutex_lock(struct ferrite_k_mutex *m);
 void ferrite_k_mutex_unlock(struct ferrite_k_mutex *m);

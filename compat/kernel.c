@@ -66,12 +66,24 @@ struct ferrite_k_mutex {
 	struct mutex lock;
 };
 
-struct ferrite_k_mutex *ferrite_k_mutex_new(void)
-{
-	struct ferrite_k_mutex *m = kmalloc(sizeof(*m), GFP_KERNEL);
+/* One lockdep class per kind of lock (FERRITE_LOCK_*): keys must be static. */
+static struct lock_class_key ferrite_lock_keys[FERRITE_LOCK_CLASSES];
+static const char * const ferrite_lock_names[FERRITE_LOCK_CLASSES] = {
+	[FERRITE_LOCK_QP] = "ferrite_qp",
+	[FERRITE_LOCK_MRS] = "ferrite_mrs",
+	[FERRITE_LOCK_REGISTRY] = "ferrite_registry",
+};
 
+struct ferrite_k_mutex *ferrite_k_mutex_new(u32 lock_class)
+{
+	struct ferrite_k_mutex *m;
+
+	if (WARN_ON_ONCE(lock_class >= FERRITE_LOCK_CLASSES))
+		return NULL;
+	m = kmalloc(sizeof(*m), GFP_KERNEL);
 	if (m)
-		mutex_init(&m->lock);
+		__mutex_init(&m->lock, ferrite_lock_names[lock_class],
+			     &ferrite_lock_keys[lock_class]);
 	return m;
 }
 

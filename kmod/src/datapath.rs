@@ -22,7 +22,7 @@ use crate::device::Device;
 use crate::engine::packet::{self, Drop};
 use crate::engine::{self, AtomicOp, Counters, CqSel, Env, KeyError, Mem, Path, Qp, QpAttr, QpConfig, QpType, TxBuf};
 use crate::ffi::device;
-use crate::kernel::sync::Mutex;
+use crate::kernel::sync::{LockClass, Mutex};
 use crate::kernel::{Error, Result};
 use crate::wire::icrc::{self, Crc32};
 
@@ -341,7 +341,7 @@ pub unsafe extern "C" fn ferrite_rs_qp_create(
             sq_sig_all: init.sq_sig_all != 0,
             port_mtu,
         });
-        let qp = match qp.and_then(Mutex::new) {
+        let qp = match qp.and_then(|q| Mutex::new(q, LockClass::Qp)) {
             Ok(q) => q,
             Err(e) => {
                 d.qp_free();

@@ -8,7 +8,7 @@
 use core::sync::atomic::{AtomicU32, Ordering};
 
 use crate::caps::{self, LIMITS};
-use crate::kernel::sync::Mutex;
+use crate::kernel::sync::{LockClass, Mutex};
 use crate::kernel::{Error, Result};
 use crate::mr::{MrInfo, MrTable};
 
@@ -125,7 +125,7 @@ impl Device {
             netdev,
             pds: AtomicU32::new(0),
             qps: AtomicU32::new(0),
-            mrs: Mutex::new(MrTable::new(LIMITS.max_mr))?,
+            mrs: Mutex::new(MrTable::new(LIMITS.max_mr), LockClass::Mrs)?,
             counters: Default::default(),
         })
     }

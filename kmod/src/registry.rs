@@ -6,7 +6,7 @@
 
 use alloc::vec::Vec;
 
-use crate::kernel::sync::Mutex;
+use crate::kernel::sync::{LockClass, Mutex};
 use crate::kernel::{Error, Result};
 
 /// The set of claimed netdevs, by their identity key.
@@ -16,7 +16,7 @@ pub struct Registry {
 
 impl Registry {
     pub fn new() -> Result<Registry> {
-        Ok(Registry { claimed: Mutex::new(Vec::new())? })
+        Ok(Registry { claimed: Mutex::new(Vec::new(), LockClass::Registry)? })
     }
 
     /// Reserve `key` for a new device.  `EEXIST` if it already has one.

@@ -71,6 +71,9 @@ testclient() {
 	local name=$1 sns=$2 sdev=$3 cns=$4 cdev=$5 ip=$6 srv rc
 	shift 6
 	[ -x /ferrite/ferrite-testclient ] || { diag "no ferrite-testclient in the guest"; return 1; }
+	# A slow kernel (TIMEOUT_SCALE, lib.sh) gives each operation longer too: the
+	# debug kernel moves about 1 MB/s, and the largest messages are 8 MiB.
+	[ "$TIMEOUT_SCALE" -gt 1 ] && set -- --timeout $((30 * TIMEOUT_SCALE)) "$@"
 	nsx "$sns" timeout 240 /ferrite/ferrite-testclient server --dev "$sdev" "$@" > "/tmp/$name.srv" 2>&1 &
 	srv=$!
 	wait_for 20 listening "$sns" 18515 || { diag "$name: the server does not listen"; kill $srv; return 1; }

@@ -15,7 +15,7 @@ use ferrite_abi::access::Access;
 use ferrite_abi::wq::opcode as wop;
 
 use super::packet::Rx;
-use super::qp::{is_rd_atomic, retrans_ns, returns_data, wc, Qp, QpState, SendState};
+use super::qp::{is_rd_atomic, retrans_ns, returns_data, wc, Qp, QpState, SendState, MIN_WINDOW, WINDOW};
 use super::{psn, Counters, Env};
 use crate::opcode::op;
 use crate::wire::aeth::{self, NakCode, Syndrome};
@@ -53,6 +53,7 @@ impl Qp {
     fn progress<E: Env>(&mut self, env: &mut E, next: u32) {
         if psn::before(self.una, next) {
             self.una = next;
+            self.cwnd = (self.cwnd + 1).min(WINDOW);
         }
         self.retry_left = self.attr.retry_cnt;
         self.retrans_deadline = if self.una != self.cur_psn || self.s_head != self.s_cur {
@@ -340,6 +341,7 @@ impl Qp {
                 self.retrans_deadline = None;
                 if self.s_head != self.s_cur || self.una != self.cur_psn {
                     let una = self.una;
+                    self.cwnd = (self.cwnd / 2).max(MIN_WINDOW);
                     self.retry(env, una, false);
                     if self.state != QpState::Err {
                         self.retrans_deadline = retrans_ns(self.attr.timeout).map(|t| now + t);

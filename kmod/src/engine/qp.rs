@@ -131,6 +131,8 @@ pub const QP_ACCESS_FLAGS: u32 = 0xf | 1 << 8 | 1 << 9;
 
 /// Packets in flight past the oldest unacknowledged PSN, at most.
 pub const WINDOW: u32 = 256;
+/// The smallest send window a run of retransmit timeouts shrinks it to.
+pub const MIN_WINDOW: u32 = 16;
 /// Ask for an ACK at least every this many packets of a long message.
 pub const ACK_EVERY: u32 = 32;
 
@@ -268,6 +270,14 @@ pub struct Qp {
     pub(crate) retrans_deadline: Option<u64>,
     pub(crate) rnr_deadline: Option<u64>,
     pub(crate) since_ack_req: u32,
+    /// The send window in packets (at most [`WINDOW`]).  A retransmit timeout
+    /// halves it, down to [`MIN_WINDOW`]; every acknowledgement that makes
+    /// progress widens it by one packet.  A receiver slower than the timeout
+    /// for a whole window (a debug kernel, a loaded machine) otherwise gets a
+    /// window of duplicates per timeout, queued behind the originals, and the
+    /// ACKs of new data fall further behind each time: the transfer collapses
+    /// into retransmits.
+    pub(crate) cwnd: u32,
     /// The send queue broke (bad WQE or impossible ring index).
     pub(crate) sq_broken: bool,
 
@@ -362,6 +372,7 @@ impl Qp {
             retrans_deadline: None,
             rnr_deadline: None,
             since_ack_req: 0,
+            cwnd: WINDOW,
             sq_broken: false,
             epsn: 0,
             msn: 0,
@@ -560,6 +571,7 @@ impl Qp {
         self.retrans_deadline = None;
         self.rnr_deadline = None;
         self.sq_broken = false;
+        self.cwnd = WINDOW;
         self.inbound = Inbound::Idle;
         self.recv_valid = false;
         self.uc_dropping = false;

@@ -13,7 +13,7 @@ use ferrite_abi::access::Access;
 use ferrite_abi::wq::{self, opcode as wop, send_flags, SendWqe};
 
 use super::packet::{self, Ext};
-use super::qp::{is_rd_atomic, retrans_ns, wc, Qp, QpState, QpType, SendEntry, SendState, ACK_EVERY, WINDOW};
+use super::qp::{is_rd_atomic, retrans_ns, wc, Qp, QpState, QpType, SendEntry, SendState, ACK_EVERY};
 use super::{psn, Counters, Env, TxBuf};
 use crate::caps;
 use crate::opcode::{self, op};
@@ -164,7 +164,7 @@ impl Qp {
             if *budget == 0 {
                 return true;
             }
-            if self.qp_type == QpType::Rc && psn::diff(self.cur_psn, self.una) >= WINDOW as i32 {
+            if self.qp_type == QpType::Rc && psn::diff(self.cur_psn, self.una) >= self.cwnd as i32 {
                 return false;
             }
             let i = self.s_cur;
@@ -280,7 +280,7 @@ impl Qp {
         };
         let info = opcode::info(code).ok_or(Some(wc::LOC_QP_OP_ERR))?;
         let ack_req = rc
-            && (last || self.since_ack_req + 1 >= ACK_EVERY || psn::diff(self.cur_psn, self.una) + 1 >= WINDOW as i32);
+            && (last || self.since_ack_req + 1 >= ACK_EVERY || psn::diff(self.cur_psn, self.una) + 1 >= self.cwnd as i32);
         let b = bth::Repr {
             opcode: code,
             solicited: last && w.send_flags & send_flags::SOLICITED != 0,

@@ -1007,3 +1007,54 @@ fn forged_psns_are_counted_and_leave_the_connection_alone() {
     assert_eq!((a.qp.state(), b.qp.state()), (QpState::Rts, QpState::Rts));
     assert_eq!(count(&a.env.counters.stray_responses), 2);
 }
+
+/// A receiver slower than the retransmit timeout for a whole window, as a debug
+/// kernel's work item is: b takes one packet per 50 us tick from an unbounded
+/// queue (a window of 256 takes 12.8 ms, the timeout is 4.2 ms), and stalls for
+/// the first 10 ms.  Each timeout puts a window of duplicates in the queue ahead
+/// of new data, whose ACKs then come later still; with a fixed window that feeds
+/// on itself.  Halving the window per timeout ends the transfer, byte for byte,
+/// with a bounded number of packets sent.
+#[test]
+fn a_slow_receiver_shrinks_the_window_instead_of_drowning_in_duplicates() {
+    const TICK: u64 = 50_000;
+    const LEN: usize = 512 * 1024;
+    let (mut a, mut b) = pair(QpType::Rc, 3);
+    a.reg(1, 0x10_0000, LEN, ALL);
+    b.reg(2, 0x20_0000, LEN, ALL);
+    let mut w = send_wqe(7, wop::RDMA_WRITE);
+    w.remote_addr = 0x20_0000;
+    w.rkey = 2;
+    a.post_send(w, &[Sge { addr: 0x10_0000, length: LEN as u32, lkey: 1 }]);
+    let mut queue: VecDeque<Vec<u8>> = VecDeque::new();
+    let (mut sent, mut min_cwnd) = (0usize, a.qp.cwnd);
+    let mut tick = 0u64;
+    while a.env.cqes.is_empty() {
+        tick += 1;
+        assert!(tick < 1_000_000, "no completion after {sent} packets sent (queue {})", queue.len());
+        a.env.now += TICK;
+        b.env.now += TICK;
+        a.qp.run(&mut a.env, 64);
+        sent += a.env.out.len();
+        queue.extend(a.env.out.drain(..));
+        min_cwnd = min_cwnd.min(a.qp.cwnd);
+        if b.env.now > 10_000_000 {
+            if let Some(p) = queue.pop_front() {
+                let rx = packet::parse(&p, Some(&SoftCrc)).unwrap();
+                b.qp.receive(&mut b.env, &rx);
+            }
+        }
+        b.qp.run(&mut b.env, 64);
+        for p in b.env.out.drain(..) {
+            let rx = packet::parse(&p, Some(&SoftCrc)).unwrap();
+            a.qp.receive(&mut a.env, &rx);
+        }
+    }
+    let sc = a.cqes(CqSel::Send);
+    assert_eq!((sc[0].wr_id, sc[0].status), (7, wc::SUCCESS));
+    assert_eq!(&b.region(2)[..], &a.region(1)[..], "WRITE bytes");
+    let packets = LEN / 1024;
+    std::eprintln!("SENT {sent} for {packets} min_cwnd {min_cwnd} ticks {tick}");
+    assert!(sent < 3 * packets, "{sent} packets sent for {packets}");
+    assert!(min_cwnd < qp::WINDOW, "the timeouts shrank the window (min {min_cwnd})");
+}

@@ -5,6 +5,7 @@ use core::ptr::NonNull;
 use core::sync::atomic::{AtomicIsize, Ordering};
 
 use super::print::Level;
+use super::sync::LockClass;
 use super::{Error, Result};
 use crate::bindings as b;
 
@@ -66,9 +67,9 @@ fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
 pub(crate) struct RawMutex(NonNull<b::ferrite_k_mutex>);
 
 impl RawMutex {
-    pub(crate) fn new() -> Result<Self> {
+    pub(crate) fn new(class: LockClass) -> Result<Self> {
         // SAFETY: plain C call; returns NULL on allocation failure.
-        let p = unsafe { b::ferrite_k_mutex_new() };
+        let p = unsafe { b::ferrite_k_mutex_new(class as u32) };
         NonNull::new(p).map(RawMutex).ok_or(Error::ENOMEM)
     }
 

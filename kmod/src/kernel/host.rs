@@ -6,6 +6,7 @@ use std::string::String;
 use std::vec::Vec;
 
 use super::print::Level;
+use super::sync::LockClass;
 use super::Result;
 
 std::thread_local! {
@@ -31,7 +32,7 @@ pub(crate) fn live_allocations() -> isize {
 pub(crate) struct RawMutex(AtomicBool);
 
 impl RawMutex {
-    pub(crate) fn new() -> Result<Self> {
+    pub(crate) fn new(_class: LockClass) -> Result<Self> {
         Ok(RawMutex(AtomicBool::new(false)))
     }
 

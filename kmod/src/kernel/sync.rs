@@ -8,6 +8,21 @@ use core::ops::{Deref, DerefMut};
 
 use super::backend::RawMutex;
 use super::Result;
+use crate::bindings as b;
+
+/// The kind of a lock: each is its own lockdep class in the kernel, so that
+/// lockdep checks the order between kinds (ferrite takes a QP's lock, then the
+/// device's MR table, never the other way round).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u32)]
+pub enum LockClass {
+    /// A QP's engine state (`datapath::QpHandle`).
+    Qp = b::FERRITE_LOCK_QP,
+    /// A device's MR table (`device::Device`).
+    Mrs = b::FERRITE_LOCK_MRS,
+    /// The netdevs claimed by devices (`registry::Registry`).
+    Registry = b::FERRITE_LOCK_REGISTRY,
+}
 
 /// Mutual exclusion around a `T`.
 ///
@@ -25,9 +40,10 @@ unsafe impl<T: Send> Sync for Mutex<T> {}
 unsafe impl<T: Send> Send for Mutex<T> {}
 
 impl<T> Mutex<T> {
-    /// A new, unlocked mutex.  Fails with `ENOMEM` if the lock cannot be allocated.
-    pub fn new(data: T) -> Result<Self> {
-        Ok(Mutex { raw: RawMutex::new()?, data: UnsafeCell::new(data) })
+    /// A new, unlocked mutex of lock class `class`.  Fails with `ENOMEM` if the
+    /// lock cannot be allocated.
+    pub fn new(data: T, class: LockClass) -> Result<Self> {
+        Ok(Mutex { raw: RawMutex::new(class)?, data: UnsafeCell::new(data) })
     }
 
     /// Take the lock, sleeping if needed.  Must not be called in atomic context.
@@ -71,7 +87,7 @@ mod tests {
 
     #[test]
     fn mutex_serialises_increments() {
-        let m = Arc::new(Mutex::new(0u64).unwrap());
+        let m = Arc::new(Mutex::new(0u64, LockClass::Qp).unwrap());
         let threads: Vec<_> = (0..4)
             .map(|_| {
                 let m = m.clone();
