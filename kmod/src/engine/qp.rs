@@ -133,6 +133,9 @@ pub const QP_ACCESS_FLAGS: u32 = 0xf | 1 << 8 | 1 << 9;
 pub const WINDOW: u32 = 256;
 /// The smallest send window a run of retransmit timeouts shrinks it to.
 pub const MIN_WINDOW: u32 = 16;
+/// With this many WQEs or more awaiting ACKs, the QP asks for no doorbell: the
+/// next ACK wakes it, and it takes the WQEs posted meanwhile.
+pub const DOORBELL_BELOW: u32 = 16;
 /// Ask for an ACK at least every this many packets of a long message.
 pub const ACK_EVERY: u32 = 32;
 
@@ -853,8 +856,11 @@ use super::Counters;
 
 impl Qp {
     /// Whether an idle kernel should ask the provider for a doorbell: only when it
-    /// has sent everything it took and has room to take more (otherwise an ACK, a
-    /// timer or a state change wakes the QP), or in ERR, to flush later posts.
+    /// has sent everything it took, has room to take more, and fewer than
+    /// [`DOORBELL_BELOW`] WQEs await their ACKs (otherwise an ACK, a timer or a
+    /// state change wakes the QP, and it takes what was posted meanwhile), or in
+    /// ERR, to flush later posts.  A deep queue thus posts with no system call; a
+    /// shallow one rings at once rather than wait an ACK's round trip.
     pub fn wants_doorbell(&self) -> bool {
         match self.state {
             QpState::Err => true,
@@ -862,6 +868,7 @@ impl Qp {
                 self.s_cur == self.s_tail
                     && self.s_tail.wrapping_sub(self.s_head) < self.entries.len() as u32
                     && self.rnr_deadline.is_none()
+                    && (self.qp_type != QpType::Rc || self.s_cur.wrapping_sub(self.s_head) < DOORBELL_BELOW)
             }
             _ => false,
         }

@@ -279,8 +279,16 @@ impl Qp {
             }
         };
         let info = opcode::info(code).ok_or(Some(wc::LOC_QP_OP_ERR))?;
+        // An ACK is asked for where the requester waits on one: at the end of a
+        // signaled WQE or of the last WQE it has taken, every ACK_EVERY packets,
+        // and when the window is about to close.  A run of unsignaled WQEs shares
+        // the ACK of a later one (as rxe does), which saves a packet per message.
+        let signaled = self.sq_sig_all || w.send_flags & send_flags::SIGNALED != 0;
+        let waited_on = last && (signaled || i.wrapping_add(1) == self.s_tail);
         let ack_req = rc
-            && (last || self.since_ack_req + 1 >= ACK_EVERY || psn::diff(self.cur_psn, self.una) + 1 >= self.cwnd as i32);
+            && (waited_on
+                || self.since_ack_req + 1 >= ACK_EVERY
+                || psn::diff(self.cur_psn, self.una) + 1 >= self.cwnd as i32);
         let b = bth::Repr {
             opcode: code,
             solicited: last && w.send_flags & send_flags::SOLICITED != 0,

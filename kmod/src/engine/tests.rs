@@ -1054,7 +1054,43 @@ fn a_slow_receiver_shrinks_the_window_instead_of_drowning_in_duplicates() {
     assert_eq!((sc[0].wr_id, sc[0].status), (7, wc::SUCCESS));
     assert_eq!(&b.region(2)[..], &a.region(1)[..], "WRITE bytes");
     let packets = LEN / 1024;
-    std::eprintln!("SENT {sent} for {packets} min_cwnd {min_cwnd} ticks {tick}");
     assert!(sent < 3 * packets, "{sent} packets sent for {packets}");
     assert!(min_cwnd < qp::WINDOW, "the timeouts shrank the window (min {min_cwnd})");
+}
+
+/// Unsignaled WQEs in a row share the ACK of the signaled one behind them: only
+/// the packets the requester waits on ask for an ACK (the last of the signaled
+/// WQE), and a run of unsignaled WQEs alone asks at its end; every byte arrives.
+#[test]
+fn unsignaled_runs_share_one_ack_request() {
+    let (mut a, mut b) = pair(QpType::Rc, 3);
+    a.reg(1, 0x10_0000, 16 * 64, ALL);
+    b.reg(2, 0x20_0000, 16 * 64, ALL);
+    let post = |a: &mut Side, k: u64, signaled: bool| {
+        let mut w = send_wqe(k, wop::RDMA_WRITE);
+        w.send_flags = if signaled { send_flags::SIGNALED } else { 0 };
+        w.remote_addr = 0x20_0000 + k * 64;
+        w.rkey = 2;
+        a.post_send(w, &[Sge { addr: 0x10_0000 + k * 64, length: 64, lkey: 1 }]);
+    };
+    for k in 0..8 {
+        post(&mut a, k, k == 7);
+    }
+    a.qp.run(&mut a.env, 64);
+    let ack_reqs = |out: &[Vec<u8>]| -> Vec<bool> {
+        out.iter().map(|p| packet::parse(p, Some(&SoftCrc)).unwrap().bth.ack_req).collect()
+    };
+    let mut want = vec![false; 8];
+    want[7] = true;
+    assert_eq!(ack_reqs(&a.env.out), want, "only the signaled WRITE asks for an ACK");
+    pump(&mut a, &mut b, CLEAN, 3, |a, _| !a.env.cqes.is_empty());
+    assert_eq!(a.cqes(CqSel::Send).iter().map(|c| (c.wr_id, c.status)).collect::<Vec<_>>(), vec![(7, wc::SUCCESS)]);
+    // Unsignaled only: the last one taken asks, so that the queue's slots come back.
+    for k in 8..12 {
+        post(&mut a, k, false);
+    }
+    a.qp.run(&mut a.env, 64);
+    assert_eq!(ack_reqs(&a.env.out), vec![false, false, false, true]);
+    pump(&mut a, &mut b, CLEAN, 4, |a, _| a.qp.s_head == a.qp.s_tail);
+    assert_eq!(&b.region(2)[..12 * 64], &a.region(1)[..12 * 64], "WRITE bytes");
 }
