@@ -283,8 +283,7 @@ impl Qp {
         // signaled WQE or of the last WQE it has taken, every ACK_EVERY packets,
         // and when the window is about to close.  A run of unsignaled WQEs shares
         // the ACK of a later one (as rxe does), which saves a packet per message.
-        let signaled = self.sq_sig_all || w.send_flags & send_flags::SIGNALED != 0;
-        let waited_on = last && (signaled || i.wrapping_add(1) == self.s_tail);
+        let waited_on = last && (e.signaled || i.wrapping_add(1) == self.s_tail);
         let ack_req = rc
             && (waited_on
                 || self.since_ack_req + 1 >= ACK_EVERY
