@@ -393,12 +393,16 @@ def make_repository(out, suites, key, logf):
     base = ["reprepro", "--basedir", state, "--outdir", out, "--confdir", conf,
             "--dbdir", os.path.join(state, "db"), "--silent"]
     env = {"GNUPGHOME": key.home}
-    try:
-        for s, debs in suites.items():
-            util.run(base + ["includedeb", s] + list(debs), logfile=logf, env=env)
-        util.run(base + ["export"], logfile=logf, env=env)
-    finally:
-        key.stop_agent()
+    # Two targets build side by side (boottest.main) and sign with the same key: one
+    # signing at a time, or one's stop_agent() kills the agent the other's export is
+    # signing with (reprepro then fails with 251).
+    with util.step_lock("keys"):
+        try:
+            for s, debs in suites.items():
+                util.run(base + ["includedeb", s] + list(debs), logfile=logf, env=env)
+            util.run(base + ["export"], logfile=logf, env=env)
+        finally:
+            key.stop_agent()
     for s in suites:
         rel = os.path.join(out, "dists", s, "InRelease")
         r = subprocess.run(["gpgv", "--keyring", key.keyring, rel], capture_output=True, text=True)
