@@ -39,6 +39,12 @@ diag_file() {
 # listening NS PORT: something listens on TCP PORT in namespace NS.
 listening() { nsx "$1" ss -Hltn "sport = :$2" | grep -q .; }
 
+# counters_diag NAME NS DEV: DEV's counters (ferrite's or rxe's) as one diagnostic
+# line, for a failed run: who dropped, retried, NAKed.
+counters_diag() {
+	diag "$1: $3: $(nsx "$2" rdma statistic show link "$3/1" 2>&1 | tr -s ' \n' ' ' | cut -c1-900)"
+}
+
 # pair NAME SRV_NS SRV_DEV CLI_NS CLI_DEV SRV_IP CMD [ARGS...]: run CMD as server
 # and as client (ibv_*_pingpong style: the client names the server, whose TCP port
 # carries the connection info; SRV_IP may be IPv4 also when the GIDs are IPv6) and
@@ -49,17 +55,20 @@ pair() {
 	shift 7
 	sg=$(gid_index "$sdev" ${PAIR_V6:-}) && cg=$(gid_index "$cdev" ${PAIR_V6:-}) ||
 		{ diag "$name: no RoCE v2 GID on $sdev or $cdev"; return 1; }
-	nsx "$sns" timeout 60 $cmd -d "$sdev" -g "$sg" "$@" > "/tmp/$name.srv" 2>&1 &
+	# Line-buffered: what a run that times out printed is kept.
+	nsx "$sns" timeout 60 stdbuf -oL $cmd -d "$sdev" -g "$sg" "$@" > "/tmp/$name.srv" 2>&1 &
 	srv=$!
 	wait_for 20 listening "$sns" 18515 || { diag "$name: the server does not listen"; kill $srv; return 1; }
-	nsx "$cns" timeout 60 $cmd -d "$cdev" -g "$cg" "$@" "$ip" > "/tmp/$name.cli" 2>&1
+	nsx "$cns" timeout 60 stdbuf -oL $cmd -d "$cdev" -g "$cg" "$@" "$ip" > "/tmp/$name.cli" 2>&1
 	rc=$?
 	# A client that failed leaves the server waiting: stop it.
 	[ $rc -eq 0 ] || kill $srv 2>/dev/null
-	wait $srv || rc=1
+	wait $srv || { [ $rc -ne 0 ] || rc=1; }
 	if [ $rc -ne 0 ] || ! grep -q "$PAIR_OK" "/tmp/$name.cli" || ! grep -q "$PAIR_OK" "/tmp/$name.srv"; then
-		diag "$name: client:"; diag_file "/tmp/$name.cli"
+		diag "$name: client exit $rc (124: timed out):"; diag_file "/tmp/$name.cli"
 		diag "$name: server:"; diag_file "/tmp/$name.srv"
+		counters_diag "$name" "$sns" "$sdev"
+		counters_diag "$name" "$cns" "$cdev"
 		return 1
 	fi
 	diag "$(grep -h "$PAIR_OK" "/tmp/$name.cli" | head -2)"
@@ -91,9 +100,8 @@ testclient() {
 		diag_file "/tmp/$name.bad" 20
 		grep -vh '^ok' "/tmp/$name.cli" | tail -5 > "/tmp/$name.bad"
 		diag_file "/tmp/$name.bad"
-		# Both devices' counters (ferrite's and rxe's): who dropped, retried, NAKed.
-		diag "$name: $sdev: $(nsx "$sns" rdma statistic show link "$sdev/1" 2>&1 | tr -s ' \n' ' ' | cut -c1-900)"
-		diag "$name: $cdev: $(nsx "$cns" rdma statistic show link "$cdev/1" 2>&1 | tr -s ' \n' ' ' | cut -c1-900)"
+		counters_diag "$name" "$sns" "$sdev"
+		counters_diag "$name" "$cns" "$cdev"
 		return 1
 	fi
 	grep -q '^[1-9][0-9]* passed, 0 failed$' "/tmp/$name.cli"
@@ -115,19 +123,21 @@ perftest_pair() {
 	sg=$(gid_index "$sdev") && cg=$(gid_index "$cdev") ||
 		{ diag "$name: no RoCE v2 GID on $sdev or $cdev"; return 1; }
 	t0=$(date +%s)
-	nsx "$sns" timeout 60 "$tool" -d "$sdev" -x "$sg" "${args[@]}" > "/tmp/$name.srv" 2>&1 &
+	nsx "$sns" timeout 60 stdbuf -oL "$tool" -d "$sdev" -x "$sg" "${args[@]}" > "/tmp/$name.srv" 2>&1 &
 	srv=$!
 	wait_for 20 listening "$sns" 18515 || { diag "$name: $tool does not listen"; kill $srv; return 1; }
-	nsx "$cns" timeout 60 "$tool" -d "$cdev" -x "$cg" "${args[@]}" "$ip" > "/tmp/$name.cli" 2>&1
+	nsx "$cns" timeout 60 stdbuf -oL "$tool" -d "$cdev" -x "$cg" "${args[@]}" "$ip" > "/tmp/$name.cli" 2>&1
 	rc=$?
 	[ $rc -eq 0 ] || kill $srv 2>/dev/null
-	wait $srv || rc=1
+	wait $srv || { [ $rc -ne 0 ] || rc=1; }
 	row=$(awk -v s="$size" -v n="$iters" '/^ *#bytes/ { hdr = 1; next }
 		hdr && $1 == s && $2 == n { $1 = $1; print; exit }' "/tmp/$name.cli")
 	if [ $rc -ne 0 ] || [ -z "$row" ]; then
-		diag "$name: $tool, server $sdev, client $cdev: exit $rc, no result row for $size bytes x $iters"
+		diag "$name: $tool, server $sdev, client $cdev: exit $rc (124: timed out), no result row for $size bytes x $iters, $(($(date +%s) - t0)) s"
 		diag "$name: client:"; diag_file "/tmp/$name.cli"
 		diag "$name: server:"; diag_file "/tmp/$name.srv"
+		counters_diag "$name" "$sns" "$sdev"
+		counters_diag "$name" "$cns" "$cdev"
 		return 1
 	fi
 	diag "$name: $tool, server $sdev, client $cdev, $(($(date +%s) - t0)) s: $row"

@@ -18,9 +18,12 @@ guest_poweroff() {
 # ferrite_timeout_scale=N on its command line.  TIMEOUT_SCALE is N (1 elsewhere), and
 # scale_timeouts puts a `timeout` first in PATH that multiplies its duration by N,
 # so that every `timeout SECS CMD`, also under `ip netns exec`, gets the longer one.
-TIMEOUT_SCALE=$(sed -n 's/.*ferrite_timeout_scale=\([0-9][0-9]*\).*/\1/p' /proc/cmdline 2>/dev/null)
-TIMEOUT_SCALE=${TIMEOUT_SCALE:-1}
+# It reads /proc/cmdline: call it once /proc is mounted.
+TIMEOUT_SCALE=1
 scale_timeouts() {
+	[ -r /proc/cmdline ] || { echo "scale_timeouts: /proc is not mounted" >&2; return 1; }
+	TIMEOUT_SCALE=$(sed -n 's/.*ferrite_timeout_scale=\([0-9][0-9]*\).*/\1/p' /proc/cmdline)
+	TIMEOUT_SCALE=${TIMEOUT_SCALE:-1}
 	[ "$TIMEOUT_SCALE" -gt 1 ] || return 0
 	mkdir -p /tmp/ferrite-bin
 	cat > /tmp/ferrite-bin/timeout <<EOS
