@@ -94,6 +94,14 @@ def run_target(name):
         if b.get("signer"):
             diag.append(f"ferrite.ko signed by '{b['signer']}'")
         sub.append((True, "build", diag))
+        # lintian over the target's packages: an error or a warning fails; the
+        # informational tags are shown.
+        tags = b["package"].get("lintian", [])
+        bad = [t for t in tags if t[:2] in ("E:", "W:")]
+        sub.append((not bad, "package_lintian",
+                    [f"lintian {b['package'].get('seconds_lintian')} s over "
+                     f"{len(b['package']['packages'])} packages: "
+                     + (f"{len(tags)} tag lines" if tags else "no tags")] + tags[:30]))
     except util.Fail as e:
         sub.append((False, "build", str(e).splitlines()[:20]))
         info["seconds"] = round(time.time() - t0, 1)

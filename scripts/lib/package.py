@@ -429,11 +429,14 @@ def make_package(name, res, root, logdir, provider):
     key = sign_key_for(name)
     with open(os.path.join(logdir, "signing.pem"), "w") as f:
         f.write(key.cert_pem())
+    t2 = time.time()
+    tags = lintian(debs, os.path.join(logdir, "lintian.log")).splitlines()
     info = {"suite": suite, "version": package_version(suite),
             "next_version": package_version(suite, True),
             "packages": [os.path.basename(d) for d in debs], "signer": key.signer,
             "repo_key": rkey.fpr, "seconds_packages": round(t1 - t0, 1),
-            "seconds_repository": round(time.time() - t1, 1)}
+            "seconds_repository": round(t2 - t1, 1),
+            "lintian": tags, "seconds_lintian": round(time.time() - t2, 1)}
     with open(os.path.join(logdir, "package.json"), "w") as f:
         json.dump(info, f, indent=1)
     # The same for tests/guest/package.sh, as shell variables.
@@ -522,7 +525,8 @@ def guest_files(name, with_dkms=True):
 
 
 def lintian(debs, logf):
-    """lintian over `debs`; returns its output (tags), also written to `logf`."""
+    """lintian over `debs`; returns its output (tags), also written to `logf`.
+    The overrides it honours are packaging/*.lintian-overrides, each justified there."""
     r = subprocess.run(["lintian", "--allow-root", "--tag-display-limit", "0", "-I"] + list(debs),
                        capture_output=True, text=True)
     text = r.stdout + r.stderr
