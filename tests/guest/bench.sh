@@ -12,9 +12,12 @@
 # the devices and unloads the module.  Rounds alternate ferrite, rxe, ferrite, rxe...
 #
 # Each round runs ferrite-bench (the project's client, timed with CLOCK_MONOTONIC),
-# its memcpy mode, the 64-byte message rate once more under `strace -f` (system
-# calls per WQE, where the root has strace), and perftest with the same parameters
-# as a cross-check (its cycle-counter timing is not trusted under TCG).
+# its memcpy mode, the 64-byte message rate once more while the kernel's own
+# syscall tracepoint counts the client's system calls (per WQE, the same method for
+# both devices), once more under `strace -f` where the root has strace (for
+# comparison only: its ptrace stops slow the client so much that the kernel idles
+# between posts and asks for a doorbell every time), and perftest with the same
+# parameters as a cross-check (its cycle-counter timing is not trusted under TCG).
 #
 # Results: one JSON object per line in /ferrite/out/bench.jsonl; logs in
 # /ferrite/out/logs/.  /ferrite/bench.conf (from the host) sets ROUNDS, SMOKE,
@@ -247,9 +250,71 @@ count_syscalls() {
 		END {
 			by = ""
 			for (k in n) by = by (by == "" ? "" : ",") "\"" k "\":" n[k]
-			printf "{\"kind\":\"syscalls\",\"device\":\"%s\",\"round\":%d,\"test\":\"%s\",\"wqes\":%d,\"syscalls\":%d,\"per_wqe\":%.6f,\"by_name\":{%s}}\n",
+			printf "{\"kind\":\"syscalls\",\"method\":\"strace\",\"device\":\"%s\",\"round\":%d,\"test\":\"%s\",\"wqes\":%d,\"syscalls\":%d,\"per_wqe\":%.6f,\"by_name\":{%s}}\n",
 				dev, round, test, wqes, total, (wqes > 0 ? total / wqes : 0), by
 		}' "$1" >> "$J"
+}
+
+# The kernel's raw_syscalls:sys_enter tracepoint (tracefs), which counts system
+# calls without stopping the process that makes them.
+TRACEFS=/sys/kernel/tracing
+mountpoint -q $TRACEFS || mount -t tracefs nodev $TRACEFS 2>/dev/null
+SYS_ENTER=$TRACEFS/events/raw_syscalls/sys_enter
+[ -e $SYS_ENTER/enable ] || SYS_ENTER=""
+
+# trace_syscalls on|off: record every task's system calls in the trace buffer.
+trace_syscalls() {
+	if [ "$1" = on ]; then
+		echo 0 > $TRACEFS/tracing_on
+		echo 16384 > $TRACEFS/buffer_size_kb
+		: > $TRACEFS/trace
+		echo 1 > $SYS_ENTER/enable
+		echo 1 > $TRACEFS/tracing_on
+	else
+		echo 0 > $TRACEFS/tracing_on
+		echo 0 > $SYS_ENTER/enable
+	fi
+}
+
+# count_traced TEST WQES: the system calls in the trace buffer that the client's
+# measured thread made between its marks, the write(-1, ...) calls of --marks
+# (syscall 1 with fd -1; the stop mark itself not counted).  Lost events, or marks
+# not found, make an error instead of a figure.
+count_traced() {
+	local lost
+	# "# entries-in-buffer/entries-written: IN/WRITTEN   #P:2": fewer in the buffer
+	# than written were overwritten.
+	lost=$(awk '/^# entries-in-buffer/ { split($3, a, "/"); print a[2] - a[1]; exit }' $TRACEFS/trace)
+	if [ "${lost:-x}" != 0 ]; then
+		error "$DEVICE" "$ROUND" syscalls "trace buffer: ${lost:-unknown} events lost"
+		return 1
+	fi
+	awk -v dev="$DEVICE" -v round="$ROUND" -v test="$1" -v wqes="$2" '
+		# "  comm-PID  [cpu] flags  time: sys_enter: NR nr (args)"
+		/ sys_enter: NR / {
+			split($1, c, "-"); pid = c[length(c)]
+			nr = $0; sub(/.* sys_enter: NR /, "", nr); args = nr
+			sub(/ .*/, "", nr); sub(/^[0-9]+ \(/, "", args)
+			mark = nr == 1 && args ~ /^ffffffffffffffff,/
+			if (state == 0) { if (mark) { state = 1; who = pid }; next }
+			if (state == 1 && pid == who) {
+				if (mark) { state = 2; next }
+				n[nr]++; total++
+			}
+		}
+		END {
+			if (state != 2) { print "marks not found"; exit 1 }
+			by = ""
+			for (k in n) by = by (by == "" ? "" : ",") "\"" k "\":" n[k]
+			printf "{\"kind\":\"syscalls\",\"method\":\"tracepoint\",\"device\":\"%s\",\"round\":%d,\"test\":\"%s\",\"wqes\":%d,\"syscalls\":%d,\"per_wqe\":%.6f,\"by_nr\":{%s}}\n",
+				dev, round, test, wqes, total, (wqes > 0 ? total / wqes : 0), by
+		}' $TRACEFS/trace > /tmp/traced.json
+	local rc=$?
+	if [ $rc -ne 0 ]; then
+		error "$DEVICE" "$ROUND" syscalls "trace: $(cat /tmp/traced.json)"
+		return 1
+	fi
+	cat /tmp/traced.json >> "$J"
 }
 
 # perf_pair NAME TOOL ARGS...: one perftest server/client pair with the client's
@@ -288,7 +353,7 @@ perf_pair() {
 
 round() { # round ferrite|rxe N
 	DEVICE=$1 ROUND=$2
-	local t0 tag=$1.$2
+	local t0 tag=$1.$2 rc
 	t0=$(uptime_s)
 	note "round $ROUND: $DEVICE (uptime $t0 s)"
 	if ! dev_up "$DEVICE"; then
@@ -313,12 +378,25 @@ round() { # round ferrite|rxe N
 	"$BENCH" memcpy --seconds "$MEMCPY_SECONDS" --tag device="$DEVICE" --tag round="$ROUND" >> "$J" \
 		2>> "$LOG/$tag.memcpy" || error "$DEVICE" "$ROUND" memcpy "exit $?"
 	# System calls per WQE at saturation: the 64-byte WRITE message rate, one WR per
-	# ibv_post_send, under strace; only the measured loop counts.
+	# ibv_post_send, counted by the syscall tracepoint; only the measured loop counts.
+	if [ -n "$SYS_ENTER" ]; then
+		trace_syscalls on
+		bench_pair "$tag.traced" -- \
+			--tests rate --rate-ops write --post-lists 1 --rate-iters "$RATE_ITERS" --marks \
+			--tag traced=1
+		rc=$?
+		trace_syscalls off
+		[ $rc -eq 0 ] && count_traced "rate.write.64.pl1" "$RATE_ITERS"
+		: > $TRACEFS/trace
+	else
+		error "$DEVICE" "$ROUND" syscalls "no raw_syscalls:sys_enter tracepoint in $TRACEFS"
+	fi
+	# The same under strace, for comparison.
 	if [ -n "$STRACE" ]; then
 		bench_pair "$tag.strace" "$STRACE" -f -qq -o "/tmp/strace.$tag" -- \
 			--tests rate --rate-ops write --post-lists 1 --rate-iters "$RATE_ITERS" --marks \
 			--tag strace=1 &&
-			count_syscalls "/tmp/strace.$tag" "rate.write.64.pl1" "$RATE_ITERS"
+			count_syscalls "/tmp/strace.$tag" "rate.write.64.pl1.strace" "$RATE_ITERS"
 		rm -f "/tmp/strace.$tag"
 	fi
 	if [ "$ROUND" -le "$PERFTEST_ROUNDS" ]; then
