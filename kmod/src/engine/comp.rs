@@ -225,8 +225,13 @@ impl Qp {
             }
         }
         if p != self.una {
-            // Responses were lost in between: ask again from the oldest missing one.
-            if psn::before(self.una, p) {
+            // Responses were lost in between: ask again from the oldest missing one,
+            // once.  The rest of the responses already in flight arrive past the same
+            // gap: each asking again would re-execute the READ once per packet, a
+            // collapse into duplicates seen against rxe on the debug kernel.  If the
+            // new request is lost too, the retransmit timer asks again.
+            if psn::before(self.una, p) && self.gap_retry != Some(self.una) {
+                self.gap_retry = Some(self.una);
                 self.retry(env, self.una, false);
             }
             return;

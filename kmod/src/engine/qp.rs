@@ -271,6 +271,10 @@ pub struct Qp {
     /// Oldest PSN not yet acknowledged.
     pub(crate) una: u32,
     pub(crate) rd_outstanding: u32,
+    /// `una` when a gap in READ responses last sent the READ again: the responses
+    /// still in flight behind that gap, which arrive next, then ask for nothing
+    /// more (one retry per gap, not one per packet past it).
+    pub(crate) gap_retry: Option<u32>,
     pub(crate) retry_left: u8,
     pub(crate) rnr_left: u8,
     pub(crate) retrans_deadline: Option<u64>,
@@ -373,6 +377,7 @@ impl Qp {
             next_psn: 0,
             una: 0,
             rd_outstanding: 0,
+            gap_retry: None,
             retry_left: 0,
             rnr_left: 0,
             retrans_deadline: None,
@@ -574,6 +579,7 @@ impl Qp {
         self.s_tail = 0;
         self.cur_offset = 0;
         self.rd_outstanding = 0;
+        self.gap_retry = None;
         self.retrans_deadline = None;
         self.rnr_deadline = None;
         self.sq_broken = false;

@@ -1094,3 +1094,47 @@ fn unsignaled_runs_share_one_ack_request() {
     pump(&mut a, &mut b, CLEAN, 4, |a, _| a.qp.s_head == a.qp.s_tail);
     assert_eq!(&b.region(2)[..12 * 64], &a.region(1)[..12 * 64], "WRITE bytes");
 }
+
+/// One READ response lost in the middle of a long READ: the responses behind the
+/// gap, already in flight, ask for it once between them (one retransmission, one
+/// duplicate request at the responder), not once each; every byte arrives.
+#[test]
+fn a_lost_read_response_asks_again_once_not_once_per_packet_behind_it() {
+    const LEN: usize = 16 * 1024;
+    let (mut a, mut b) = pair(QpType::Rc, 3);
+    a.reg(1, 0x10_0000, LEN, ALL);
+    b.reg(2, 0x20_0000, LEN, ALL);
+    assert_ne!(a.region(1)[..], b.region(2)[..], "the regions' patterns differ");
+    let mut w = send_wqe(5, wop::RDMA_READ);
+    w.remote_addr = 0x20_0000;
+    w.rkey = 2;
+    a.post_send(w, &[Sge { addr: 0x10_0000, length: LEN as u32, lkey: 1 }]);
+    let mut dropped = false;
+    for _ in 0..100 {
+        a.qp.run(&mut a.env, 64);
+        for p in a.env.out.drain(..) {
+            let rx = packet::parse(&p, Some(&SoftCrc)).unwrap();
+            b.qp.receive(&mut b.env, &rx);
+        }
+        b.qp.run(&mut b.env, 64);
+        // The responder answers the whole READ at once: lose its third packet.
+        let out: Vec<Vec<u8>> = b.env.out.drain(..).collect();
+        for (k, p) in out.into_iter().enumerate() {
+            if k == 2 && !dropped {
+                dropped = true;
+                continue;
+            }
+            let rx = packet::parse(&p, Some(&SoftCrc)).unwrap();
+            a.qp.receive(&mut a.env, &rx);
+        }
+        if !a.env.cqes.is_empty() {
+            break;
+        }
+    }
+    assert!(dropped);
+    let sc = a.cqes(CqSel::Send);
+    assert_eq!((sc[0].wr_id, sc[0].status), (5, wc::SUCCESS));
+    assert_eq!(&a.region(1)[..], &b.region(2)[..], "READ bytes");
+    assert_eq!(count(&a.env.counters.retransmits), 1, "the requester's retransmissions");
+    assert_eq!(count(&b.env.counters.duplicate_requests), 1, "the responder's duplicates");
+}
