@@ -87,7 +87,7 @@ testclient() {
 	# debug kernel moves about 1 MB/s, and the largest messages are 8 MiB.
 	[ "$TIMEOUT_SCALE" -gt 1 ] && set -- --timeout $((30 * TIMEOUT_SCALE)) "$@"
 	# Bounded work (lib.sh): messages up to 1 MiB (1024 packets) unless the check
-	# asks otherwise (a later --max-size wins); 16 MiB ones took minutes there.
+	# asks otherwise (a later --max-size wins); 8 MiB ones took minutes there.
 	[ -n "$BOUNDED" ] && set -- --max-size 1048576 "$@"
 	nsx "$sns" timeout 240 /ferrite/ferrite-testclient server --dev "$sdev" "$@" > "/tmp/$name.srv" 2>&1 &
 	srv=$!
