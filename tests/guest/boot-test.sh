@@ -442,7 +442,7 @@ t_no_leaks() {
 	fi
 }
 
-SPLAT='WARNING:|BUG:|Oops|general protection|Call Trace|objtool|lockdep|possible (recursive|circular) locking|suspicious RCU|rcu.*(stall|detected)|unregister_netdevice: waiting|suspected memory leak|UBSAN|KASAN|KFENCE|refcount_t|blocked for more than|soft lockup'
+SPLAT='WARNING:|BUG:|Oops|general protection|Call Trace|objtool|lockdep is turned off|DEBUG_LOCKS_WARN_ON|possible (recursive|circular) locking|inconsistent lock state|bad unlock balance|suspicious RCU|rcu.*(stall|detected)|unregister_netdevice: waiting|suspected memory leak|UBSAN|KASAN|KFENCE|refcount_t|blocked for more than|soft lockup'
 
 t_dmesg_clean() {
 	local bad
