@@ -53,6 +53,7 @@ impl Qp {
     fn progress<E: Env>(&mut self, env: &mut E, next: u32) {
         if psn::before(self.una, next) {
             self.una = next;
+            self.gap_retry = None;
             self.cwnd = (self.cwnd + 1).min(WINDOW);
         }
         self.retry_left = self.attr.retry_cnt;

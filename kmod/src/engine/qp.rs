@@ -273,7 +273,7 @@ pub struct Qp {
     pub(crate) rd_outstanding: u32,
     /// `una` when a gap in READ responses last sent the READ again: the responses
     /// still in flight behind that gap, which arrive next, then ask for nothing
-    /// more (one retry per gap, not one per packet past it).
+    /// more (one retry per gap, not one per packet past it).  Progress clears it.
     pub(crate) gap_retry: Option<u32>,
     pub(crate) retry_left: u8,
     pub(crate) rnr_left: u8,
