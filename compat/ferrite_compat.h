@@ -131,6 +131,13 @@ void ferrite_k_qp_event(void *qp, u32 event);
 /* Run the QP again at `deadline_ns` (ferrite_k_now_ns time); 0 cancels. */
 void ferrite_k_qp_timer(void *qp, u64 deadline_ns);
 
+/*
+ * The oldest packet queued for the QP, or NULL: its datagram (from the IP
+ * header) is `*ip`, `*len` bytes, until ferrite_k_rx_free(returned).
+ */
+void *ferrite_k_qp_rx_next(void *qp, const u8 **ip, u32 *len);
+void ferrite_k_rx_free(void *skb);
+
 /* ---- data handed between C and Rust ---- */
 
 /* ARPHRD_ETHER, the only link type ferrite binds to. */
@@ -339,10 +346,12 @@ void ferrite_rs_qp_query(const void *rsqp, struct ferrite_qp_attr *out);
 
 /* A doorbell from the provider. */
 void ferrite_rs_qp_doorbell(void *rsqp);
-/* One received datagram (from the IP header) for this QP. */
-void ferrite_rs_qp_rx(void *rsqp, const u8 *ip, u32 len);
-/* Do up to `budget` packets of work; 1 when more work is waiting. */
-int ferrite_rs_qp_run(void *rsqp, u32 budget);
+/*
+ * One round under the QP's lock: up to `rx_budget` queued packets, taken with
+ * ferrite_k_qp_rx_next, then up to `tx_budget` packets of the QP's own work.
+ * 1 when its own work is left over.
+ */
+int ferrite_rs_qp_round(void *rsqp, u32 rx_budget, u32 tx_budget);
 
 /* ---- packets ---- */
 

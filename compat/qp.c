@@ -262,25 +262,35 @@ static void ferrite_qp_timer_fn(struct timer_list *t)
 
 /* ---- running a QP ---- */
 
+void *ferrite_k_qp_rx_next(void *cookie, const u8 **ip, u32 *len)
+{
+	struct ferrite_qp *qp = cookie;
+	struct sk_buff *skb = skb_dequeue(&qp->rxq);
+
+	if (!skb)
+		return NULL;
+	*ip = skb_network_header(skb);
+	*len = skb_tail_pointer(skb) - skb_network_header(skb);
+	return skb;
+}
+
+void ferrite_k_rx_free(void *skb)
+{
+	consume_skb(skb);
+}
+
 /*
- * One round: hand Rust the packets queued for the QP, then let it run the QP.
- * Process context only (Rust's QP lock is a mutex); the work item and the
- * doorbell both come here.  Returns true when more is owed than the budgets
- * allowed, and the work item must run again.
+ * One round: Rust takes the packets queued for the QP and then runs the QP, all
+ * under its QP lock, which keeps the packets in order.  Process context only
+ * (that lock is a mutex); the work item and the doorbell both come here.
+ * Returns true when more is owed than the budgets allowed, and the work item
+ * must run again.
  */
 static bool ferrite_qp_round(struct ferrite_qp *qp)
 {
-	struct sk_buff *skb;
-	int n = 0, more;
+	int more = ferrite_rs_qp_round(qp->rs, FERRITE_RX_BUDGET,
+				       FERRITE_TX_BUDGET);
 
-	while (n < FERRITE_RX_BUDGET && (skb = skb_dequeue(&qp->rxq))) {
-		u8 *ip = skb_network_header(skb);
-
-		ferrite_rs_qp_rx(qp->rs, ip, skb_tail_pointer(skb) - ip);
-		consume_skb(skb);
-		n++;
-	}
-	more = ferrite_rs_qp_run(qp->rs, FERRITE_TX_BUDGET);
 	return (more || !skb_queue_empty(&qp->rxq)) && !READ_ONCE(qp->dying);
 }
 

@@ -60,6 +60,10 @@ mod k {
     pub unsafe fn ferrite_k_cq_post(_qp: *mut c_void, _recv: u8, _cqe: *const u8, _sol: u8) {}
     pub unsafe fn ferrite_k_qp_event(_qp: *mut c_void, _ev: u32) {}
     pub unsafe fn ferrite_k_qp_timer(_qp: *mut c_void, _deadline: u64) {}
+    pub unsafe fn ferrite_k_qp_rx_next(_qp: *mut c_void, _ip: *mut *const u8, _len: *mut u32) -> *mut c_void {
+        core::ptr::null_mut()
+    }
+    pub unsafe fn ferrite_k_rx_free(_skb: *mut c_void) {}
 }
 
 /// The kernel's crc32_le, for the ICRC.
@@ -501,28 +505,43 @@ pub unsafe extern "C" fn ferrite_rs_qp_doorbell(h: *mut c_void) {
     q.qp.lock().doorbell();
 }
 
-/// # Safety
-/// `h` is a live QP handle; `ip` is valid for `len` bytes.
-#[no_mangle]
-pub unsafe extern "C" fn ferrite_rs_qp_rx(h: *mut c_void, ip: *const u8, len: u32) {
-    // SAFETY: function contract.
-    let (q, bytes) = unsafe { (qp_handle(h), core::slice::from_raw_parts(ip, len as usize)) };
-    // The ICRC was checked by ferrite_rs_rx_classify before the packet was queued.
-    if let Ok(rx) = packet::parse(bytes, None) {
-        let mut env = q.env();
-        q.qp.lock().receive(&mut env, &rx);
-    }
-}
-
+/// One round of a QP, all under its lock: the packets queued for it (up to
+/// `rx_budget`), oldest first, then up to `tx_budget` packets of its own work.
+/// Returns 1 when its own work is left over.
+///
+/// Taking the packets off the queue under the lock is what keeps them in order:
+/// the work item and a doorbell in the caller's context may both run a round, and
+/// a packet dequeued by one but handed in after the other's would reach the
+/// engine out of order (a sequence NAK and a retransmission on RC, a message lost
+/// on UC).
+///
 /// # Safety
 /// `h` is a live QP handle.
 #[no_mangle]
-pub unsafe extern "C" fn ferrite_rs_qp_run(h: *mut c_void, budget: u32) -> i32 {
+pub unsafe extern "C" fn ferrite_rs_qp_round(h: *mut c_void, rx_budget: u32, tx_budget: u32) -> i32 {
     // SAFETY: function contract.
     let q = unsafe { qp_handle(h) };
     let mut env = q.env();
     let mut qp = q.qp.lock();
-    let mut more = qp.run(&mut env, budget);
+    for _ in 0..rx_budget {
+        let mut ip: *const u8 = core::ptr::null();
+        let mut len = 0u32;
+        // SAFETY: the cookie is this QP's; `ip` and `len` are writable.
+        let skb = unsafe { k::ferrite_k_qp_rx_next(q.cookie, &mut ip, &mut len) };
+        if skb.is_null() {
+            break;
+        }
+        // SAFETY: ferrite_k_qp_rx_next gives the datagram's bytes, valid until
+        // the buffer is freed below.
+        let bytes = unsafe { core::slice::from_raw_parts(ip, len as usize) };
+        // The ICRC was checked by ferrite_rs_rx_classify before the packet was queued.
+        if let Ok(rx) = packet::parse(bytes, None) {
+            qp.receive(&mut env, &rx);
+        }
+        // SAFETY: `skb` came from ferrite_k_qp_rx_next and nothing refers to it now.
+        unsafe { k::ferrite_k_rx_free(skb) };
+    }
+    let mut more = qp.run(&mut env, tx_budget);
     if !more && qp.wants_doorbell() && qp.idle_sq() {
         more = true;
     }
@@ -635,6 +654,7 @@ static COUNTER_NAMES_C: [&[u8]; engine::COUNTERS] = [
     b"unknown_qp_drops\0",
     b"rx_overflow_drops\0",
     b"stray_responses\0",
+    b"uc_drops\0",
 ];
 
 #[no_mangle]

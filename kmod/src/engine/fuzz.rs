@@ -3,8 +3,8 @@
 //!
 //! - [`rx_packet`]: bytes as received datagrams, through the kernel's receive
 //!   path: [`crate::datapath::ferrite_rs_rx_classify`] (IP, UDP, BTH, the opcode's
-//!   headers, the ICRC), then what `ferrite_rs_qp_rx` does, into a QP in RTS with a
-//!   registered region, posted receives and, if asked, requests of its own
+//!   headers, the ICRC), then what `ferrite_rs_qp_round` does with it, into a QP
+//!   in RTS with a registered region, posted receives and, if asked, requests of its own
 //!   outstanding, so that the responder and the completer run.  Each packet must
 //!   be dropped (and counted) or processed; whatever the QP sends must be a
 //!   well-formed packet to its peer; no region reference may leak.
@@ -267,7 +267,7 @@ pub fn rx_packet(data: &[u8]) -> Summary {
         let counted = classified(&dev.counters) - dropped;
         assert_eq!(counted, u64::from(r != 0), "a drop not counted, or a packet counted as dropped");
         // The C side queues the packet to the QP of that number (if there is one);
-        // the QP's work item parses it again, without the ICRC (ferrite_rs_qp_rx).
+        // the QP's work item parses it again, without the ICRC (ferrite_rs_qp_round).
         if r == 0 && qpn == s.qp.qpn() {
             let rx = packet::parse(&ip, None).expect("a classified packet no longer parses");
             let cqes = s.env.cqes.len();

@@ -186,6 +186,9 @@ pub struct Counters {
     /// Responses (ACK, NAK, READ response, atomic acknowledgement) for a PSN the QP
     /// never sent: stray or forged, dropped.
     pub stray_responses: core::sync::atomic::AtomicU64,
+    /// UC messages the responder dropped whole, as UC must: a PSN gap lost part of
+    /// them, or no receive WQE was posted for a SEND.
+    pub uc_drops: core::sync::atomic::AtomicU64,
 }
 
 /// Names of [`Counters`], in the order of [`Counters::snapshot`].
@@ -211,10 +214,11 @@ pub const COUNTER_NAMES: [&str; COUNTERS] = [
     "unknown_qp",
     "rx_overflow",
     "stray_responses",
+    "uc_drops",
 ];
 
 /// How many [`Counters`] there are.
-pub const COUNTERS: usize = 21;
+pub const COUNTERS: usize = 22;
 
 impl Counters {
     pub fn bump(c: &core::sync::atomic::AtomicU64) {
@@ -245,6 +249,7 @@ impl Counters {
             self.unknown_qp.load(Relaxed),
             self.rx_overflow.load(Relaxed),
             self.stray_responses.load(Relaxed),
+            self.uc_drops.load(Relaxed),
         ]
     }
 }

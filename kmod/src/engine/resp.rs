@@ -706,19 +706,20 @@ impl Qp {
         let p = rx.bth.psn;
         let low = rx.bth.opcode & 0x1f;
         let first_or_only = matches!(low, 0 | 4 | 5 | 6 | 10 | 11);
+        if p != self.epsn {
+            Counters::bump(&env.counters().out_of_sequence);
+        }
         if p != self.epsn || self.uc_dropping {
             // Lost packets: whatever was in progress is gone; a new message may start.
             // The receive WQE in progress, if any, is reused for the next message.
-            self.inbound = Inbound::Idle;
-            self.uc_dropping = !first_or_only;
+            self.uc_cut(env, !first_or_only);
         }
         self.epsn = psn::add(p, 1);
         if self.uc_dropping {
             return;
         }
         if !self.sequence_ok(rx.bth.opcode) {
-            self.inbound = Inbound::Idle;
-            self.uc_dropping = !first_or_only;
+            self.uc_cut(env, !first_or_only);
             if self.uc_dropping {
                 return;
             }
@@ -731,6 +732,7 @@ impl Qp {
         match r {
             Outcome::Ack | Outcome::Responded => {}
             Outcome::Silent | Outcome::Rnr => {
+                Counters::bump(&env.counters().uc_drops);
                 self.inbound = Inbound::Idle;
                 self.uc_dropping = !matches!(low, 2..=5 | 8..=11);
             }
@@ -743,11 +745,25 @@ impl Qp {
                     }
                     self.fail(env, None);
                 } else {
+                    Counters::bump(&env.counters().uc_drops);
                     self.inbound = Inbound::Idle;
                     self.uc_dropping = !matches!(low, 2..=5 | 8..=11);
                 }
             }
         }
+    }
+
+    /// A UC message is cut off (a PSN gap, or an opcode out of sequence): drop the
+    /// one in progress, and the rest of this one if `mid` (the packet is not the
+    /// first of a message).  Counts one dropped message per cut that loses one it
+    /// saw; messages wholly inside a gap never reached the QP.
+    fn uc_cut<E: Env>(&mut self, env: &mut E, mid: bool) {
+        let lost = !matches!(self.inbound, Inbound::Idle) || (mid && !self.uc_dropping);
+        if lost {
+            Counters::bump(&env.counters().uc_drops);
+        }
+        self.inbound = Inbound::Idle;
+        self.uc_dropping = mid;
     }
 
     fn recv_send_uc<E: Env>(&mut self, env: &mut E, rx: &Rx) -> Outcome {
