@@ -48,6 +48,17 @@ counters_diag() {
 	diag "$1: $3: ${c:-no counters}"
 }
 
+# proc_diag NAME: where each running process called NAME waits (its wchan and kernel
+# stack), and the TCP sockets of the connection port: for a run that hung.
+proc_diag() {
+	local p st
+	for p in $(pgrep -x "$1"); do
+		st=$(tr '\n' ' ' < "/proc/$p/stack" 2>/dev/null | cut -c1-400)
+		diag "$1 $p: wchan $(cat "/proc/$p/wchan" 2>/dev/null); stack: ${st:-unknown}"
+	done
+	diag "tcp: $(ss -Htan 'sport = :18515 or dport = :18515' 2>/dev/null | tr -s ' \n' ' ')"
+}
+
 # pair NAME SRV_NS SRV_DEV CLI_NS CLI_DEV SRV_IP CMD [ARGS...]: run CMD as server
 # and as client (ibv_*_pingpong style: the client names the server, whose TCP port
 # carries the connection info; SRV_IP may be IPv4 also when the GIDs are IPv6) and
@@ -64,8 +75,10 @@ pair() {
 	wait_for 20 listening "$sns" 18515 || { diag "$name: the server does not listen"; kill $srv; return 1; }
 	nsx "$cns" timeout 60 stdbuf -oL $cmd -d "$cdev" -g "$cg" "$@" "$ip" > "/tmp/$name.cli" 2>&1
 	rc=$?
-	# A client that failed leaves the server waiting: stop it.
-	[ $rc -eq 0 ] || kill $srv 2>/dev/null
+	# A client that failed leaves the server waiting: say where, then stop it.
+	# $srv is the subshell: the server itself is stopped by name, or it would keep
+	# the port until its timeout, for the next check's client to find.
+	[ $rc -eq 0 ] || { proc_diag "$cmd"; kill $srv 2>/dev/null; pkill -x "$cmd"; }
 	wait $srv || { [ $rc -ne 0 ] || rc=1; }
 	if [ $rc -ne 0 ] || ! grep -q "$PAIR_OK" "/tmp/$name.cli" || ! grep -q "$PAIR_OK" "/tmp/$name.srv"; then
 		diag "$name: client exit $rc (124: timed out):"; diag_file "/tmp/$name.cli"
