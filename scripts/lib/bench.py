@@ -5,8 +5,9 @@ soft-RoCE (rxe) the same way, in rounds that alternate ferrite, rxe, ferrite, rx
 (tests/guest/bench.sh): bandwidth of RDMA WRITE, RDMA READ and SEND from 2 B to
 1 MiB, the message rate of 64-byte WRITEs and SENDs with post lists, the latency of
 WRITE, SEND and READ, guest CPU time per GB moved, system calls per WQE at saturation
-(the kernel's syscall tracepoint, the same method for both devices) and the guest's
-one-core memcpy bandwidth, the physical limit.  The timing is ferrite-bench's (tests/client/src/bench/,
+(the kernel's syscall tracepoint, the same method for both devices), the guest's
+one-core memcpy bandwidth, the physical limit, and the kernel's own UDP path over the
+same veth with plain sockets (ferrite-bench udp), the ceiling under both devices.  The timing is ferrite-bench's (tests/client/src/bench/,
 CLOCK_MONOTONIC); perftest runs with the same parameters as a cross-check and is
 reported beside it, never trusted for timing: under TCG its cycle counter is not.
 
@@ -16,7 +17,9 @@ JSON lines (build/bench/bench.jsonl) into:
 - build/bench/results.json: per figure and device the median, min, max and spread
   over rounds; a top-level "ratios" object (ferrite / rxe) with msg_rate_64B,
   write_bw_64KiB and write_lat_2B, and beside it syscalls_per_wqe (ferrite) and
-  memcpy_fraction_64KiB (ferrite's 64 KiB WRITE bandwidth / one-core memcpy);
+  memcpy_fraction_64KiB (ferrite's 64 KiB WRITE bandwidth / one-core memcpy), and
+  udp_ceiling: what UDP sockets move over the same veth, and each device's headline
+  figures as a fraction of it;
 - build/bench/results.md: the table of ratios and absolute figures, and the machine;
 - build/bench/bench.png: bandwidth and latency against message size, both devices
   (matplotlib, installed into a venv under ~/.cache/ferrite/venv when missing).
@@ -238,6 +241,15 @@ def analyse(records):
             fig = f"memcpy.{r['size']}"
             fig_info.setdefault(fig, {"kind": "memcpy", "size": r["size"]})
             add(fig, "bw_Bps", "guest", r["bw_Bps"])
+        elif kind == "udp":
+            fig = f"udp.{r['test']}.{r['size']}"
+            fig_info.setdefault(fig, {"kind": "udp", "test": r["test"], "size": r["size"]})
+            if r["test"] == "flood":
+                for m in ("pps", "payload_Bps", "kernel_cpu_s_per_Mpkt"):
+                    add(fig, m, "guest", r.get(m))
+            else:
+                for m in ("median_us", "p99_us"):
+                    add(fig, m, "guest", r.get(m))
         elif kind == "syscalls":
             fig = f"syscalls.{r['test']}"
             fig_info.setdefault(fig, {"kind": "syscalls", "test": r["test"]})
@@ -286,6 +298,7 @@ def analyse(records):
     }
     res = {
         "ratios": ratios,
+        "udp_ceiling": udp_ceiling(med),
         "syscalls_per_wqe": med("syscalls.rate.write.64.pl1", "per_wqe", "ferrite"),
         "syscalls_per_wqe_rxe": med("syscalls.rate.write.64.pl1", "per_wqe", "rxe"),
         "syscalls_per_wqe_strace": med("syscalls.rate.write.64.pl1.strace", "per_wqe", "ferrite"),
@@ -311,6 +324,14 @@ def analyse(records):
                                  "msg_rate_64B (without strace)",
             "memcpy_fraction_64KiB": "ferrite's write_bw_64KiB / the guest's one-core "
                                      "memcpy bandwidth of a 64 KiB buffer",
+            "udp_ceiling": "UDP sockets over the same veth pair (ferrite-bench udp): "
+                           "datagrams per second of 96 B (the UDP payload of a 64-byte "
+                           "WRITE) and of 1040 B (a full packet at path MTU 1024), sent "
+                           "32 per sendmmsg, and the half round trip of 34 B (a 2-byte "
+                           "WRITE); of_ceiling gives each device's figure against it: "
+                           "64 KiB WRITE bandwidth / (1040 B datagrams per second x "
+                           "1024 B), 64 B WRITEs per second / 96 B datagrams per second, "
+                           "2 B WRITE latency / the UDP half round trip",
             "ratio": "ferrite median / rxe median over the rounds",
             "spread": "(max - min) / median over the rounds",
         },
@@ -325,6 +346,36 @@ def analyse(records):
         res["goals"][k] = {"goal": text.replace(">=", "≥").replace("<=", "≤"), "value": v,
                            "met": None if v is None else (v >= goal if cmp == ">=" else v <= goal)}
     return res
+
+
+def udp_ceiling(med):
+    """The kernel's UDP path over the same veth, and each device's headline figures
+    against it: a RoCE v2 device's packets take that path, so none can pass it."""
+    full = med("udp.flood.1040", "pps", "guest")
+    small = med("udp.flood.96", "pps", "guest")
+    half_rtt = med("udp.pingpong.34", "median_us", "guest")
+    payload = full * 1024 if full else None
+
+    def frac(fig, metric, ceiling):
+        out = {}
+        for d in DEVICES:
+            v = med(fig, metric, d)
+            out[d] = v / ceiling if v and ceiling else None
+        return out
+
+    return {
+        "flood_pps_96B": small,
+        "flood_pps_1040B": full,
+        "rdma_payload_Bps_1040B": payload,
+        "pingpong_half_rtt_34B_us": half_rtt,
+        "kernel_cpu_s_per_Mpkt_1040B": med("udp.flood.1040", "kernel_cpu_s_per_Mpkt", "guest"),
+        "of_ceiling": {
+            "write_bw_64KiB": frac("bw.write.65536", "bw_Bps", payload),
+            "msg_rate_64B": frac("rate.write.64.pl1", "msg_per_s", small),
+            "msg_rate_64B_postlist16": frac("rate.write.64.pl16", "msg_per_s", small),
+            "write_lat_2B": frac("lat.write.2", "median_us", half_rtt),
+        },
+    }
 
 
 # --- the report -----------------------------------------------------------------------
@@ -421,6 +472,42 @@ def markdown(res):
     L.append("Medians over the rounds, ± half the spread (max − min) relative to the median. "
              "Definitions are in results.json (\"definitions\").")
     L.append("")
+    uc = res.get("udp_ceiling") or {}
+    if uc.get("flood_pps_1040B") or uc.get("pingpong_half_rtt_34B_us"):
+        oc = uc["of_ceiling"]
+
+        def pct(k, d):
+            v = oc[k][d]
+            return "-" if v is None else f"{v * 100:.0f} %"
+
+        def times(k, d):
+            v = oc[k][d]
+            return "-" if v is None else f"{v:.2f}×"
+
+        L.append("## The ceiling: the kernel's UDP path over the same veth")
+        L.append("")
+        L.append("Both devices hand every packet to the kernel's IP, veth and UDP code. Plain "
+                 "UDP sockets over the same veth pair, in the same rounds, show what that code "
+                 "carries at most (the sender batches 32 datagrams a system call; nothing is "
+                 "acknowledged). No device over this topology passes it.")
+        L.append("")
+        L.append("| datagrams | UDP sockets | ferrite | rxe |")
+        L.append("|---|---|---|---|")
+        L.append(f"| 1040 B datagrams (a full packet at path MTU 1024) | "
+                 f"{cell(figs.get('udp.flood.1040'), 'pps', 'guest', fmt_rate)}, "
+                 f"{fmt_bw(uc.get('rdma_payload_Bps_1040B'))} of RDMA payload | "
+                 f"64 KiB WRITE: {pct('write_bw_64KiB', 'ferrite')} of it | "
+                 f"{pct('write_bw_64KiB', 'rxe')} |")
+        L.append(f"| 96 B datagrams (a 64-byte WRITE) | "
+                 f"{cell(figs.get('udp.flood.96'), 'pps', 'guest', fmt_rate)} | "
+                 f"64 B WRITEs: {pct('msg_rate_64B', 'ferrite')} of it "
+                 f"({pct('msg_rate_64B_postlist16', 'ferrite')} with 16 per post) | "
+                 f"{pct('msg_rate_64B', 'rxe')} ({pct('msg_rate_64B_postlist16', 'rxe')}) |")
+        L.append(f"| half round trip of 34 B (a 2-byte WRITE) | "
+                 f"{cell(figs.get('udp.pingpong.34'), 'median_us', 'guest', fmt_us)} | "
+                 f"2 B WRITE latency: {times('write_lat_2B', 'ferrite')} it | "
+                 f"{times('write_lat_2B', 'rxe')} |")
+        L.append("")
 
     def table(title, rows, cols):
         if not rows:

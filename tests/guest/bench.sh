@@ -12,7 +12,8 @@
 # the devices and unloads the module.  Rounds alternate ferrite, rxe, ferrite, rxe...
 #
 # Each round runs ferrite-bench (the project's client, timed with CLOCK_MONOTONIC),
-# its memcpy mode, the 64-byte message rate once more while the kernel's own
+# its memcpy mode, its udp mode (the kernel's UDP path over the same veth with plain
+# sockets: the ceiling under both devices), the 64-byte message rate once more while the kernel's own
 # syscall tracepoint counts the client's system calls (per WQE, the same method for
 # both devices), once more under `strace -f` where the root has strace (for
 # comparison only: its ptrace stops slow the client so much that the kernel idles
@@ -161,6 +162,8 @@ if [ "$SMOKE" = 1 ]; then
 	PERF_LAT_ITERS=300
 	RATE_ITERS=2000
 	MEMCPY_SECONDS=0.5
+	UDP_ARGS=(--seconds 0.5)
+	UDP_LAT_ARGS=(--lat-iters 300 --warmup 30)
 else
 	CLIENT_ARGS=(--bytes 4M --min-iters 16 --max-iters 2048 --rate-iters 10000
 		--lat-iters 500 --warmup 50)
@@ -170,6 +173,8 @@ else
 	PERF_LAT_ITERS=500
 	RATE_ITERS=5000
 	MEMCPY_SECONDS=1
+	UDP_ARGS=(--seconds 1)
+	UDP_LAT_ARGS=(--lat-iters 500 --warmup 50)
 fi
 # What the client runs with (CLIENT_ARGS), which perftest gets too.
 TX_DEPTH=128
@@ -186,6 +191,9 @@ iters_for() { # the client's iterations for size $1
 }
 
 PORT=18600
+# The udp mode's datagrams: the flood to UDP_PORT, the ping-pong to UDP_PORT + 1.
+UDP_PORT=18500
+UDP_ENDS=(--src 192.0.2.1 --src-dev v0 --dst 192.0.2.2 --dst-dev v1 --port "$UDP_PORT")
 DEVICE= ROUND= D0= D1= G0= G1=
 
 dev_up() { # dev_up ferrite|rxe
@@ -373,10 +381,19 @@ round() { # round ferrite|rxe N
 	SERVER_ARGS=(--cpu 0)
 	bench_pair "$tag.lat" -- --tests lat --cpu 0 --yield "${CLIENT_ARGS[@]}" "${LAT_ARGS[@]}"
 	SERVER_ARGS=()
+	# The same ping-pong with UDP sockets over the same veth, the same way.
+	timeout 300 "$BENCH" udp --tests pingpong "${UDP_ENDS[@]}" --cpu 0 --yield "${UDP_LAT_ARGS[@]}" \
+		--tag device="$DEVICE" --tag round="$ROUND" >> "$J" 2>> "$LOG/$tag.udp" ||
+		error "$DEVICE" "$ROUND" udp.pingpong "exit $?: $(tail -1 "$LOG/$tag.udp")"
 	echo 1 > /sys/devices/system/cpu/cpu1/online ||
 		error "$DEVICE" "$ROUND" lat "cannot bring CPU 1 back"
 	"$BENCH" memcpy --seconds "$MEMCPY_SECONDS" --tag device="$DEVICE" --tag round="$ROUND" >> "$J" \
 		2>> "$LOG/$tag.memcpy" || error "$DEVICE" "$ROUND" memcpy "exit $?"
+	# The kernel's UDP path over the same veth: packets per second at the sizes of a
+	# 64-byte WRITE and of a full 1024-byte packet, while the round's devices idle.
+	timeout 300 "$BENCH" udp --tests flood "${UDP_ENDS[@]}" "${UDP_ARGS[@]}" \
+		--tag device="$DEVICE" --tag round="$ROUND" >> "$J" 2>> "$LOG/$tag.udp" ||
+		error "$DEVICE" "$ROUND" udp.flood "exit $?: $(tail -1 "$LOG/$tag.udp")"
 	# System calls per WQE at saturation: the 64-byte WRITE message rate, one WR per
 	# ibv_post_send, counted by the syscall tracepoint; only the measured loop counts.
 	if [ -n "$SYS_ENTER" ]; then

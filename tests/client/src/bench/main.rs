@@ -6,7 +6,8 @@
 //! gid, proto}`).  The `client` measures: bandwidth of RDMA WRITE, RDMA READ and SEND
 //! across message sizes, the message rate of small WRITEs and SENDs with post lists,
 //! and the latency of WRITE, SEND and READ; the `server` follows.  `memcpy` measures
-//! the guest's one-core copy bandwidth, the physical limit.
+//! the guest's one-core copy bandwidth, the physical limit, and `udp` the kernel's
+//! UDP path over the same veth pair, the ceiling under any RoCE v2 device there.
 //!
 //! Every figure is timed with CLOCK_MONOTONIC (under TCG the cycle counter is not
 //! trustworthy); each measurement is one JSON object on stdout, with the guest CPU
@@ -20,6 +21,7 @@ mod memcpy;
 mod opts;
 mod pump;
 mod server;
+mod udp;
 
 /// Run this process on CPU `cpu` only.
 fn pin(cpu: usize) -> bool {
@@ -48,6 +50,7 @@ fn main() {
                 opts::Role::Server => server::run(&o),
                 opts::Role::Client => client::run(&o),
                 opts::Role::Memcpy => memcpy::run(&o),
+                opts::Role::Udp => udp::run(&o),
             },
         },
         Err(e) => {

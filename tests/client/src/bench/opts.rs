@@ -1,4 +1,4 @@
-//! Command-line options of ferrite-bench's three roles.
+//! Command-line options of ferrite-bench's four roles.
 
 use std::time::Duration;
 
@@ -8,6 +8,7 @@ pub const USAGE: &str = "\
 usage: ferrite-bench server [--dev NAME] [--gid-index N] [--port N]
        ferrite-bench client --server ADDR [--dev NAME] [OPTIONS]
        ferrite-bench memcpy [--sizes LIST] [--seconds S] [--tag KEY=VALUE]...
+       ferrite-bench udp --src ADDR --src-dev DEV --dst ADDR --dst-dev DEV [OPTIONS]
 
 The server waits for one client on a TCP port (default 18600) and follows it.  The
 client measures, one JSON object per measurement on stdout (progress on stderr):
@@ -24,6 +25,15 @@ client measures, one JSON object per measurement on stdout (progress on stderr):
 Times come from CLOCK_MONOTONIC; guest CPU time from /proc/stat (all CPUs) and the
 device counters from sysfs hw_counters, both read around each measured run.
 `memcpy` measures one core's memcpy bandwidth at each size (default 64K,64M).
+`udp` measures the kernel's UDP path between two local addresses on two devices
+(the ceiling under any RoCE v2 device there), with --tests flood,pingpong:
+
+  flood     datagrams of each of --sizes (default 96,1040: a 64-byte WRITE and a full
+            packet at path MTU 1024) sent with sendmmsg, 32 a call, for --seconds;
+            datagrams received per second
+  pingpong  a datagram of each of --lat-sizes (default 34: a 2-byte WRITE) bounced
+            --lat-iters times after --warmup; half the round trip (with --yield both
+            ends poll and yield)
 
 options:
   --dev NAME        RDMA device (default: the first one)
@@ -56,7 +66,10 @@ options:
   --cpu N           run on CPU N only (both roles)
   --marks           write(-1, \"ferrite-bench:start\") and \"...:stop\" around each
                     measured run, for counting its system calls under strace
-  --seconds S       (memcpy) time per size (default 1)
+  --seconds S       (memcpy, udp flood) time per size (default 1)
+  --src ADDR, --src-dev DEV, --dst ADDR, --dst-dev DEV
+                    (udp) the sending and the echoing end, each bound to its device;
+                    the flood's receiver and the echo use --port and --port + 1
   --tag KEY=VALUE   added to every JSON object (repeatable)
 ";
 
@@ -65,6 +78,7 @@ pub enum Role {
     Server,
     Client,
     Memcpy,
+    Udp,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -122,12 +136,19 @@ pub struct Opts {
     pub yield_idle: bool,
     pub cpu: Option<usize>,
     pub seconds: f64,
+    pub src: Option<String>,
+    pub dst: Option<String>,
+    pub src_dev: Option<String>,
+    pub dst_dev: Option<String>,
     pub tags: Vec<(String, String)>,
 }
 
 pub const DEFAULT_SIZES: [usize; 10] =
     [2, 16, 64, 256, 1 << 10, 4 << 10, 16 << 10, 64 << 10, 256 << 10, 1 << 20];
 pub const DEFAULT_MEMCPY_SIZES: [usize; 2] = [64 << 10, 64 << 20];
+/// UDP payloads of RoCE v2 packets: a 64-byte WRITE (BTH 12, RETH 16, 64, ICRC 4) and
+/// a middle packet at path MTU 1024 (BTH, 1024, ICRC).
+pub const DEFAULT_UDP_SIZES: [usize; 2] = [96, 1040];
 /// The largest message the client will use (it sizes both MRs).
 pub const MAX_SIZE: usize = 1 << 30;
 
@@ -158,8 +179,9 @@ pub fn parse(args: &[String]) -> Result<Cmd, String> {
         Some("server") => Role::Server,
         Some("client") => Role::Client,
         Some("memcpy") => Role::Memcpy,
+        Some("udp") => Role::Udp,
         Some("-h") | Some("--help") | Some("help") | None => return Ok(Cmd::Help),
-        Some(r) => return Err(format!("unknown role {r:?} (server, client or memcpy)")),
+        Some(r) => return Err(format!("unknown role {r:?} (server, client, memcpy or udp)")),
     };
     let mut o = Opts {
         role,
@@ -168,7 +190,11 @@ pub fn parse(args: &[String]) -> Result<Cmd, String> {
         port: 18600,
         server: None,
         mtu: None,
-        tests: vec!["bw".into(), "rate".into(), "lat".into()],
+        tests: if role == Role::Udp {
+            vec!["flood".into(), "pingpong".into()]
+        } else {
+            vec!["bw".into(), "rate".into(), "lat".into()]
+        },
         bw_ops: vec![Op::Write, Op::Read, Op::Send],
         sizes: None,
         tx_depth: 128,
@@ -181,7 +207,7 @@ pub fn parse(args: &[String]) -> Result<Cmd, String> {
         post_lists: vec![1, 16],
         rate_iters: 20000,
         lat_ops: vec![Op::Write, Op::Send, Op::Read],
-        lat_sizes: vec![2, 4096],
+        lat_sizes: if role == Role::Udp { vec![34] } else { vec![2, 4096] },
         lat_iters: 2000,
         warmup: 100,
         timeout: Duration::from_secs(30),
@@ -189,6 +215,10 @@ pub fn parse(args: &[String]) -> Result<Cmd, String> {
         yield_idle: false,
         cpu: None,
         seconds: 1.0,
+        src: None,
+        dst: None,
+        src_dev: None,
+        dst_dev: None,
         tags: Vec::new(),
     };
     while let Some(a) = it.next() {
@@ -212,10 +242,14 @@ pub fn parse(args: &[String]) -> Result<Cmd, String> {
                 o.mtu = Some(v as u32);
             }
             "--tests" => {
-                o.tests = list(a, &val(a)?, |s| {
-                    ["bw", "rate", "lat"].contains(&s).then(|| s.to_string())
-                })?
+                let allowed: &[&str] =
+                    if role == Role::Udp { &["flood", "pingpong"] } else { &["bw", "rate", "lat"] };
+                o.tests = list(a, &val(a)?, |s| allowed.contains(&s).then(|| s.to_string()))?
             }
+            "--src" => o.src = Some(val(a)?),
+            "--dst" => o.dst = Some(val(a)?),
+            "--src-dev" => o.src_dev = Some(val(a)?),
+            "--dst-dev" => o.dst_dev = Some(val(a)?),
             "--bw-ops" => o.bw_ops = ops(a, &val(a)?, &[Op::Write, Op::Read, Op::Send])?,
             "--rate-ops" => o.rate_ops = ops(a, &val(a)?, &[Op::Write, Op::Send])?,
             "--lat-ops" => o.lat_ops = ops(a, &val(a)?, &[Op::Write, Op::Read, Op::Send])?,
@@ -285,6 +319,9 @@ pub fn parse(args: &[String]) -> Result<Cmd, String> {
         if o.rate_iters == 0 || o.lat_iters == 0 {
             return Err("--rate-iters and --lat-iters must be at least 1".into());
         }
+    }
+    if role == Role::Udp && o.lat_iters == 0 {
+        return Err("--lat-iters must be at least 1".into());
     }
     Ok(Cmd::Run(o))
 }
