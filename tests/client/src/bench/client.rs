@@ -379,12 +379,6 @@ impl Client<'_> {
         let v = verdict(l, r.is_ok());
         let (_secs, obj) = r?;
         let peer = v?;
-        samples.sort_unstable();
-        let q = |p: f64| -> f64 {
-            let i = ((samples.len() as f64 - 1.0) * p).round() as usize;
-            samples[i.min(samples.len() - 1)] as f64 / 1e3
-        };
-        let mean = samples.iter().sum::<u64>() as f64 / samples.len() as f64 / 1e3;
         Ok(Obj::new()
             .s("kind", "lat")
             .s("op", op.name())
@@ -396,11 +390,7 @@ impl Client<'_> {
             .b("yield", yield_idle)
             .s("cpus_online", &clock::cpus_online())
             .tag("cpu", &o.cpu.map_or("any".to_string(), |c| c.to_string()))
-            .f("median_us", q(0.5))
-            .f("p99_us", q(0.99))
-            .f("min_us", q(0.0))
-            .f("max_us", q(1.0))
-            .f("mean_us", mean)
+            .merge(json::latency_us(&mut samples))
             .u("path_mtu", u64::from(l.path_mtu))
             .s("dev", &dev)
             .merge(obj)

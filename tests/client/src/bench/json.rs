@@ -120,6 +120,23 @@ impl Out {
     }
 }
 
+/// The median, p99, min, max and mean of latency samples in nanoseconds, in
+/// microseconds; sorts `samples`, which must not be empty.
+pub fn latency_us(samples: &mut [u64]) -> Obj {
+    samples.sort_unstable();
+    let q = |p: f64| -> f64 {
+        let i = ((samples.len() as f64 - 1.0) * p).round() as usize;
+        samples[i.min(samples.len() - 1)] as f64 / 1e3
+    };
+    let mean = samples.iter().sum::<u64>() as f64 / samples.len() as f64 / 1e3;
+    Obj::new()
+        .f("median_us", q(0.5))
+        .f("p99_us", q(0.99))
+        .f("min_us", q(0.0))
+        .f("max_us", q(1.0))
+        .f("mean_us", mean)
+}
+
 /// Counters as an object.
 pub fn counters(c: &[(String, u64)]) -> Obj {
     c.iter().fold(Obj::new(), |o, (k, v)| o.u(k, *v))

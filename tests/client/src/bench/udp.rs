@@ -26,7 +26,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::clock::{self, now_ns, Cpu};
-use crate::json::{Obj, Out};
+use crate::json::{self, Obj, Out};
 use crate::opts::{Opts, DEFAULT_UDP_SIZES};
 
 /// Datagrams per sendmmsg and recvmmsg call.
@@ -347,12 +347,6 @@ fn pingpong(o: &Opts, e: &Ends, size: usize) -> Result<Obj, String> {
     let echoed = echoer.join().map_err(|_| "the echo thread panicked".to_string())??;
     r?;
     let veth = tx_packets(&e.src_dev).wrapping_sub(veth0);
-    samples.sort_unstable();
-    let q = |p: f64| -> f64 {
-        let i = ((samples.len() as f64 - 1.0) * p).round() as usize;
-        samples[i.min(samples.len() - 1)] as f64 / 1e3
-    };
-    let mean = samples.iter().sum::<u64>() as f64 / samples.len() as f64 / 1e3;
     Ok(Obj::new()
         .s("kind", "udp")
         .s("test", "pingpong")
@@ -364,10 +358,6 @@ fn pingpong(o: &Opts, e: &Ends, size: usize) -> Result<Obj, String> {
         .b("yield", yield_idle)
         .s("cpus_online", &clock::cpus_online())
         .tag("cpu", &o.cpu.map_or("any".to_string(), |c| c.to_string()))
-        .f("median_us", q(0.5))
-        .f("p99_us", q(0.99))
-        .f("min_us", q(0.0))
-        .f("max_us", q(1.0))
-        .f("mean_us", mean)
+        .merge(json::latency_us(&mut samples))
         .u("veth_tx_packets", veth))
 }
