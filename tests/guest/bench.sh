@@ -13,9 +13,9 @@
 #
 # Each round runs ferrite-bench (the project's client, timed with CLOCK_MONOTONIC),
 # its memcpy mode, its udp mode (the kernel's UDP path over the same veth with plain
-# sockets: the ceiling under both devices), the 64-byte message rate once more while the kernel's own
-# syscall tracepoint counts the client's system calls (per WQE, the same method for
-# both devices), once more under `strace -f` where the root has strace (for
+# sockets: the ceiling under both devices), the 64-byte message rate once more while
+# the kernel's own syscall tracepoint counts the client's system calls (per WQE, the
+# same method for both devices), once more under `strace -f` where the root has strace (for
 # comparison only: its ptrace stops slow the client so much that the kernel idles
 # between posts and asks for a doorbell every time), and perftest with the same
 # parameters as a cross-check (its cycle-counter timing is not trusted under TCG).

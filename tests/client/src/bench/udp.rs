@@ -27,14 +27,14 @@ use std::time::Duration;
 
 use crate::clock::{self, now_ns, Cpu};
 use crate::json::{self, Obj, Out};
-use crate::opts::{Opts, DEFAULT_UDP_SIZES};
+use crate::opts::{Opts, DEFAULT_UDP_SIZES, MAX_UDP_DATAGRAM};
 
 /// Datagrams per sendmmsg and recvmmsg call.
 const BATCH: usize = 32;
 /// The receiving socket's buffer: room for the bursts a batch makes.
 const RCVBUF: libc::c_int = 4 << 20;
-/// The largest datagram either end handles.
-const MAX_DGRAM: usize = 2048;
+/// The largest datagram either end handles (opts checks the sizes against it).
+const MAX_DGRAM: usize = MAX_UDP_DATAGRAM;
 
 fn last_err() -> std::io::Error {
     std::io::Error::last_os_error()
@@ -167,9 +167,6 @@ fn headers(iovs: &mut [libc::iovec]) -> Vec<libc::mmsghdr> {
 }
 
 fn flood(o: &Opts, e: &Ends, size: usize) -> Result<Obj, String> {
-    if size == 0 || size > MAX_DGRAM {
-        return Err(format!("datagrams of 1 to {MAX_DGRAM} bytes"));
-    }
     let rx = socket(e.dst, o.port, Some(&e.dst_dev))?;
     grow_rcvbuf(&rx);
     rx.set_read_timeout(Some(Duration::from_millis(300))).map_err(|x| format!("SO_RCVTIMEO: {x}"))?;
@@ -300,9 +297,6 @@ fn recv_poll(s: &UdpSocket, buf: &mut [u8], yield_idle: bool, stop: Option<&Atom
 }
 
 fn pingpong(o: &Opts, e: &Ends, size: usize) -> Result<Obj, String> {
-    if size == 0 || size > MAX_DGRAM {
-        return Err(format!("datagrams of 1 to {MAX_DGRAM} bytes"));
-    }
     let port = o.port.wrapping_add(1);
     let echo = socket(e.dst, port, Some(&e.dst_dev))?;
     let cl = socket(e.src, 0, Some(&e.src_dev))?;
