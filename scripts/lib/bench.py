@@ -7,9 +7,10 @@ soft-RoCE (rxe) the same way, in rounds that alternate ferrite, rxe, ferrite, rx
 WRITE, SEND and READ, guest CPU time per GB moved, system calls per WQE at saturation
 (the kernel's syscall tracepoint, the same method for both devices), the guest's
 one-core memcpy bandwidth, the physical limit, and the kernel's own UDP path over the
-same veth with plain sockets (ferrite-bench udp), the ceiling under both devices.  The timing is ferrite-bench's (tests/client/src/bench/,
-CLOCK_MONOTONIC); perftest runs with the same parameters as a cross-check and is
-reported beside it, never trusted for timing: under TCG its cycle counter is not.
+same veth with plain sockets (ferrite-bench udp), the ceiling under both devices.
+The timing is ferrite-bench's (tests/client/src/bench/, CLOCK_MONOTONIC); perftest
+runs with the same parameters as a cross-check and is reported beside it, never
+trusted for timing: under TCG its cycle counter is not.
 
 On the host this module builds what the guest needs, boots it, and turns the guest's
 JSON lines (build/bench/bench.jsonl) into:
