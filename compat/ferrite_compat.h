@@ -51,9 +51,13 @@ void ferrite_k_log(int level, const u8 *msg, size_t len);
 void ferrite_k_bug(const u8 *msg, size_t len);
 
 /*
- * Sleeping mutexes, as opaque handles.  Each kind of lock is its own lockdep
- * class, so that lockdep checks the order between kinds (a QP's lock, then
- * the device's MR table) instead of seeing one lock taken twice.
+ * Locks, as opaque handles.  Each kind of lock is its own lockdep class, so
+ * that lockdep checks the order between kinds (a QP's lock, then the device's
+ * MR table) instead of seeing one lock taken twice.
+ *
+ * A mutex sleeps.  A spin lock is taken with bottom halves off, because the
+ * receive softirq runs QPs too: it guards what the data path touches (a QP's
+ * engine, the MR table), and nothing that sleeps may run under it.
  */
 #define FERRITE_LOCK_QP 0
 #define FERRITE_LOCK_MRS 1
@@ -64,6 +68,11 @@ struct ferrite_k_mutex *ferrite_k_mutex_new(u32 lock_class);
 void ferrite_k_mutex_free(struct ferrite_k_mutex *m);
 void ferrite_k_mutex_lock(struct ferrite_k_mutex *m);
 void ferrite_k_mutex_unlock(struct ferrite_k_mutex *m);
+struct ferrite_k_spin;
+struct ferrite_k_spin *ferrite_k_spin_new(u32 lock_class);
+void ferrite_k_spin_free(struct ferrite_k_spin *s);
+void ferrite_k_spin_lock(struct ferrite_k_spin *s);
+void ferrite_k_spin_unlock(struct ferrite_k_spin *s);
 
 /* Monotonic time (ktime_get_ns) and the kernel's crc32_le (for the ICRC). */
 u64 ferrite_k_now_ns(void);
@@ -352,11 +361,19 @@ void ferrite_rs_qp_doorbell(void *rsqp);
  * 1 when its own work is left over.
  */
 int ferrite_rs_qp_round(void *rsqp, u32 rx_budget, u32 tx_budget);
+/*
+ * 1 when a packet the receive softirq just queued for the QP is to wait for
+ * its work item, 0 when the softirq is to run the round at once; `kind` is
+ * what ferrite_rs_rx_classify() returned for it.  Taken without the QP's lock:
+ * it is what the QP's last round decided.
+ */
+int ferrite_rs_qp_rx_defer(const void *rsqp, int kind);
 
 /* ---- packets ---- */
 
 /* A datagram arrived for `dev` (from its IP header): checks it (lengths, opcode,
- * ICRC) and gives its destination QPN.  0, or a negative errno: drop it (counted).
+ * ICRC) and gives its destination QPN.  0 for a request, 1 for a response, or
+ * a negative errno: drop it (counted).
  */
 int ferrite_rs_rx_classify(const void *dev, const u8 *ip, u32 len, u32 *qpn);
 /* A classified datagram that the receive path could not queue, and why: Rust

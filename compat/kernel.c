@@ -14,6 +14,7 @@
 #include <linux/mutex.h>
 #include <linux/printk.h>
 #include <linux/slab.h>
+#include <linux/spinlock.h>
 
 #include "ferrite_compat.h"
 
@@ -102,6 +103,41 @@ void ferrite_k_mutex_lock(struct ferrite_k_mutex *m)
 void ferrite_k_mutex_unlock(struct ferrite_k_mutex *m)
 {
 	mutex_unlock(&m->lock);
+}
+
+struct ferrite_k_spin {
+	spinlock_t lock;
+};
+
+struct ferrite_k_spin *ferrite_k_spin_new(u32 lock_class)
+{
+	struct ferrite_k_spin *s;
+
+	if (WARN_ON_ONCE(lock_class >= FERRITE_LOCK_CLASSES))
+		return NULL;
+	s = kmalloc(sizeof(*s), GFP_KERNEL);
+	if (s) {
+		spin_lock_init(&s->lock);
+		lockdep_set_class_and_name(&s->lock,
+					   &ferrite_lock_keys[lock_class],
+					   ferrite_lock_names[lock_class]);
+	}
+	return s;
+}
+
+void ferrite_k_spin_free(struct ferrite_k_spin *s)
+{
+	kfree(s);
+}
+
+void ferrite_k_spin_lock(struct ferrite_k_spin *s)
+{
+	spin_lock_bh(&s->lock);
+}
+
+void ferrite_k_spin_unlock(struct ferrite_k_spin *s)
+{
+	spin_unlock_bh(&s->lock);
 }
 
 u64 ferrite_k_now_ns(void)

@@ -90,7 +90,7 @@ static int ferrite_udp_encap_recv(struct sock *sk, struct sk_buff *skb)
 	fnet = rcu_dereference_sk_user_data(sk);
 	fdev = fnet ? ferrite_net_find_dev(fnet, skb) : NULL;
 	if (fdev)
-		ferrite_qp_rx(fdev, skb);
+		ferrite_qp_rx(fdev, skb, true);
 	rcu_read_unlock();
 	if (!fdev)
 		goto drop;
@@ -274,7 +274,7 @@ static int ferrite_loopback(struct sk_buff *skb)
 	if (fnet)
 		fdev = ferrite_net_find_dev(fnet, skb);
 	if (fdev)
-		ferrite_qp_rx(fdev, skb);
+		ferrite_qp_rx(fdev, skb, false);
 	rcu_read_unlock();
 	if (!fdev) {
 		kfree_skb(skb);
@@ -291,7 +291,8 @@ void *ferrite_k_tx_alloc(void *cookie, u32 len, u8 **data)
 			    sizeof(struct udphdr);
 	struct sk_buff *skb;
 
-	skb = alloc_skb(head + len + ndev->needed_tailroom, GFP_KERNEL);
+	/* Under the QP's spin lock, perhaps in the receive softirq. */
+	skb = alloc_skb(head + len + ndev->needed_tailroom, GFP_ATOMIC);
 	if (!skb)
 		return NULL;
 	skb_reserve(skb, head);

@@ -2,10 +2,13 @@
 /*
  * qp.c - queue pairs: the kernel objects around ferrite's Rust protocol engine.
  *
- * Each QP has a work item that runs it: it hands the packets the receive path
- * queued to Rust, then lets Rust run the QP (send what is owed, complete WQEs).
- * Rust asks for a timer, which queues the work item again.  Everything here only
- * carries: packets, memory, completions and time; every decision is Rust's.
+ * A round of a QP hands the packets the receive path queued to Rust, then lets
+ * Rust run the QP (send what is owed, complete WQEs).  Rounds run where the
+ * work arrives: in the receive softirq for a packet off the wire, in the
+ * caller's context for a doorbell, and in the QP's work item for what a
+ * round's budgets left, for a timer Rust asked for, and for packets looped back
+ * from this host.  Everything here only carries: packets, memory, completions
+ * and time; every decision is Rust's.
  *
  * Lifetime: the receive softirq finds a QP by QPN in fdev->qps under RCU, so
  * destroy removes it there, waits for RCU readers, then stops the timer and the
@@ -281,10 +284,10 @@ void ferrite_k_rx_free(void *skb)
 
 /*
  * One round: Rust takes the packets queued for the QP and then runs the QP, all
- * under its QP lock, which keeps the packets in order.  Process context only
- * (that lock is a mutex); the work item and the doorbell both come here.
- * Returns true when more is owed than the budgets allowed, and the work item
- * must run again.
+ * under its QP lock, which keeps the packets in order.  That lock is a spin
+ * lock taken with bottom halves off, so a round may run in process context or
+ * in the receive softirq.  Returns true when more is owed than the budgets
+ * allowed, and the work item must run again.
  */
 static bool ferrite_qp_round(struct ferrite_qp *qp)
 {
@@ -302,15 +305,24 @@ static void ferrite_qp_work(struct work_struct *work)
 		queue_work(ferrite_wq, &qp->work);
 }
 
-/* From the receive softirq, under rcu_read_lock(): queue a checked packet. */
-void ferrite_qp_rx(struct ferrite_dev *fdev, struct sk_buff *skb)
+/*
+ * A checked packet for a QP, under rcu_read_lock(): queue it, then run a round
+ * of the QP at once when @now (the receive softirq) and Rust does not want it
+ * deferred, or else in its work item.  A packet looped back from this host
+ * comes from a round of the sending QP, which holds that QP's lock and may be
+ * the receiver itself: it waits for the work item.  destroy_qp's
+ * synchronize_rcu() waits for a round run here.
+ */
+void ferrite_qp_rx(struct ferrite_dev *fdev, struct sk_buff *skb, bool now)
 {
 	u8 *ip = skb_network_header(skb);
 	struct ferrite_qp *qp;
+	int kind;
 	u32 qpn;
 
-	if (ferrite_rs_rx_classify(fdev->rs, ip, skb_tail_pointer(skb) - ip,
-				   &qpn))
+	kind = ferrite_rs_rx_classify(fdev->rs, ip, skb_tail_pointer(skb) - ip,
+				      &qpn);
+	if (kind < 0)
 		goto drop;
 	qp = xa_load(&fdev->qps, qpn);
 	if (!qp || READ_ONCE(qp->dying)) {
@@ -325,7 +337,9 @@ void ferrite_qp_rx(struct ferrite_dev *fdev, struct sk_buff *skb)
 	skb_dst_drop(skb);
 	skb_orphan(skb);
 	skb_queue_tail(&qp->rxq, skb);
-	queue_work(ferrite_wq, &qp->work);
+	if (!now || ferrite_rs_qp_rx_defer(qp->rs, kind) ||
+	    ferrite_qp_round(qp))
+		queue_work(ferrite_wq, &qp->work);
 	return;
 drop:
 	kfree_skb(skb);

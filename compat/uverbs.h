@@ -88,7 +88,7 @@ int ferrite_post_send(struct ib_qp *ibqp, const struct ib_send_wr *wr,
 		      const struct ib_send_wr **bad_wr);
 int ferrite_post_recv(struct ib_qp *ibqp, const struct ib_recv_wr *wr,
 		      const struct ib_recv_wr **bad_wr);
-void ferrite_qp_rx(struct ferrite_dev *fdev, struct sk_buff *skb);
+void ferrite_qp_rx(struct ferrite_dev *fdev, struct sk_buff *skb, bool now);
 int ferrite_mr_pages(struct ferrite_mr *mr, u64 start);
 
 int ferrite_alloc_ucontext(struct ib_ucontext *uctx, struct ib_udata *udata);

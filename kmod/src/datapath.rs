@@ -2,15 +2,17 @@
 //! counters) and the engine's [`Env`] in the kernel.
 //!
 //! The C side owns the kernel objects (the QP's work item and timer, its rings,
-//! sk_buffs, pinned pages, the CQs) and calls in here from process context: verbs,
-//! and the QP's work item, which runs received packets and then the QP.  The one
-//! exception is [`ferrite_rs_rx_classify`], called from the UDP receive softirq:
-//! it only reads the packet and bumps atomic counters.  A QP's engine state sits
-//! behind a sleeping mutex, taken by exactly those process-context calls.
+//! sk_buffs, pinned pages, the CQs) and calls in here: verbs from process context,
+//! and rounds of a QP ([`ferrite_rs_qp_round`]: received packets, then the QP's
+//! own work) from the doorbell's caller, the QP's work item, and the UDP receive
+//! softirq.  A QP's engine state sits behind a spin lock with bottom halves off,
+//! so nothing the engine does under it may sleep: packet buffers are allocated
+//! atomically and the MR table's lock is a spin lock too.
 
 use alloc::boxed::Box;
 use core::ffi::c_void;
 use core::mem::size_of;
+use core::sync::atomic::{AtomicBool, Ordering};
 
 use ferrite_abi::access::Access;
 use ferrite_abi::cq::{Cqe, Ring};
@@ -22,7 +24,7 @@ use crate::device::Device;
 use crate::engine::packet::{self, Drop};
 use crate::engine::{self, AtomicOp, Counters, CqSel, Env, KeyError, Mem, Path, Qp, QpAttr, QpConfig, QpType, TxBuf};
 use crate::ffi::device;
-use crate::kernel::sync::{LockClass, Mutex};
+use crate::kernel::sync::{LockClass, SpinLock};
 use crate::kernel::{Error, Result};
 use crate::wire::icrc::{self, Crc32};
 
@@ -238,12 +240,15 @@ const _: () = {
 pub struct QpHandle {
     dev: *const Device,
     cookie: *mut c_void,
-    qp: Mutex<Qp>,
+    qp: SpinLock<Qp>,
     resp: CreateQpResp,
+    /// What the last round decided of received responses: wait for the work
+    /// item (see [`Qp::defers_responses`]).  Written under the lock, read without.
+    defer_responses: AtomicBool,
 }
 
 // SAFETY: the raw pointers name objects that live as long as the handle (type
-// invariant) and are safe to use from any thread; the engine is behind the mutex.
+// invariant) and are safe to use from any thread; the engine is behind the lock.
 unsafe impl Send for QpHandle {}
 // SAFETY: as for Send.
 unsafe impl Sync for QpHandle {}
@@ -345,7 +350,7 @@ pub unsafe extern "C" fn ferrite_rs_qp_create(
             sq_sig_all: init.sq_sig_all != 0,
             port_mtu,
         });
-        let qp = match qp.and_then(|q| Mutex::new(q, LockClass::Qp)) {
+        let qp = match qp.and_then(|q| SpinLock::new(q, LockClass::Qp)) {
             Ok(q) => q,
             Err(e) => {
                 d.qp_free();
@@ -362,7 +367,7 @@ pub unsafe extern "C" fn ferrite_rs_qp_create(
             max_recv_sge: again.max_recv_sge,
             ..Default::default()
         };
-        Ok(Box::into_raw(Box::new(QpHandle { dev: d, cookie, qp, resp })) as *mut c_void)
+        Ok(Box::into_raw(Box::new(QpHandle { dev: d, cookie, qp, resp, defer_responses: AtomicBool::new(false) })) as *mut c_void)
     })();
     match r {
         Ok(h) => {
@@ -546,10 +551,23 @@ pub unsafe extern "C" fn ferrite_rs_qp_round(h: *mut c_void, rx_budget: u32, tx_
         more = true;
     }
     let deadline = qp.deadline().unwrap_or(0);
+    q.defer_responses.store(qp.defers_responses(), Ordering::Relaxed);
     drop(qp);
     // SAFETY: the cookie is this QP's.
     unsafe { k::ferrite_k_qp_timer(q.cookie, deadline) };
     more as i32
+}
+
+/// Whether a packet the receive softirq just queued waits for the work item:
+/// `kind` is what [`ferrite_rs_rx_classify`] returned for it.
+///
+/// # Safety
+/// `h` is a live QP handle.
+#[no_mangle]
+pub unsafe extern "C" fn ferrite_rs_qp_rx_defer(h: *const c_void, kind: i32) -> i32 {
+    // SAFETY: function contract.
+    let q = unsafe { qp_handle(h) };
+    (kind == 1 && q.defer_responses.load(Ordering::Relaxed)) as i32
 }
 
 /// # Safety
@@ -585,7 +603,7 @@ pub unsafe extern "C" fn ferrite_rs_rx_classify(dev: *const c_void, ip: *const u
         Ok(rx) => {
             // SAFETY: function contract.
             unsafe { *qpn = rx.bth.dest_qpn };
-            0
+            rx.info.is_response() as i32
         }
         Err(why) => {
             count_drop(&d.counters, why);
@@ -729,7 +747,10 @@ mod tests {
         };
         let c = &d.counters;
         let counts = || (c.malformed.load(Relaxed), c.icrc_errors.load(Relaxed), c.unknown_opcode.load(Relaxed));
-        assert_eq!(classify(&with(&|_| {})), (0, 0x123456));
+        assert_eq!(classify(&with(&|_| {})), (0, 0x123456), "a SEND is a request");
+        // An ACKNOWLEDGE (its 4 bytes of AETH where the SEND had its payload).
+        assert_eq!(classify(&with(&|p| p[40..44].copy_from_slice(&[0, 0, 0, 1]))), (0, 0x123456));
+        assert_eq!(classify(&with(&|p| { p[28] = 0x11; p[40..44].copy_from_slice(&[0, 0, 0, 1]) })), (1, 0x123456), "an ACK is a response");
         assert_eq!(counts(), (0, 0, 0));
         // Unknown opcodes: RC reserved codes, RD, CNP; counted as such, not as malformed.
         for op in [0x15, 0x1e, 0x1f, 0x40, 0x81, 0xff] {

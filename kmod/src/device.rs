@@ -8,9 +8,9 @@
 use core::sync::atomic::{AtomicU32, Ordering};
 
 use crate::caps::{self, LIMITS};
-use crate::kernel::sync::{LockClass, Mutex};
+use crate::kernel::sync::{LockClass, SpinLock};
 use crate::kernel::{Error, Result};
-use crate::mr::{MrInfo, MrTable};
+use crate::mr::{MrInfo, MrTable, Room};
 
 /// IB MTU enum values (enum ib_mtu).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -114,7 +114,7 @@ pub struct Device {
     netdev: Netdev,
     pds: AtomicU32,
     qps: AtomicU32,
-    mrs: Mutex<MrTable>,
+    mrs: SpinLock<MrTable>,
     /// What the data path counts (`rdma statistic show link`).
     pub counters: crate::engine::Counters,
 }
@@ -125,7 +125,7 @@ impl Device {
             netdev,
             pds: AtomicU32::new(0),
             qps: AtomicU32::new(0),
-            mrs: Mutex::new(MrTable::new(LIMITS.max_mr), LockClass::Mrs)?,
+            mrs: SpinLock::new(MrTable::new(LIMITS.max_mr), LockClass::Mrs)?,
             counters: Default::default(),
         })
     }
@@ -187,7 +187,16 @@ impl Device {
     /// Register a region (already pinned by the caller); returns its key.
     pub fn mr_register(&self, start: u64, length: u64, iova: u64, access: u32, pd: u64, cookie: u64) -> Result<u32> {
         let access = MrTable::check(length, access, LIMITS.max_mr_size)?;
-        self.mrs.lock().insert(MrInfo { start, length, iova, access, pd, cookie })
+        let mr = MrInfo { start, length, iova, access, pd, cookie };
+        loop {
+            // The table's lock is a spin lock: room is allocated outside it.
+            let need = match self.mrs.lock().try_insert(mr)? {
+                Ok(key) => return Ok(key),
+                Err(need) => need,
+            };
+            let room = Room::new(need)?;
+            self.mrs.lock().grow(room);
+        }
     }
 
     /// Resolve `key` for `range`, `len` bytes at `va` (the region's iova space), or

@@ -49,6 +49,22 @@ pub fn access_errno(e: AccessError) -> Error {
     }
 }
 
+/// Room for `n` slots, allocated before the table's lock is taken.
+pub struct Room {
+    slots: Vec<Slot>,
+    free: Vec<u32>,
+}
+
+impl Room {
+    pub fn new(n: usize) -> Result<Room> {
+        let mut slots = Vec::new();
+        slots.try_reserve_exact(n).map_err(|_| Error::ENOMEM)?;
+        let mut free = Vec::new();
+        free.try_reserve_exact(n).map_err(|_| Error::ENOMEM)?;
+        Ok(Room { slots, free })
+    }
+}
+
 impl MrTable {
     pub fn new(max: u32) -> MrTable {
         MrTable { slots: Vec::new(), free: Vec::new(), live: 0, max }
@@ -62,21 +78,25 @@ impl MrTable {
         access::validate(access_bits).map_err(access_errno)
     }
 
-    /// Take a key for `mr`.  `ENOMEM` past the device limit.
-    pub fn insert(&mut self, mr: MrInfo) -> Result<u32> {
+    /// Take a key for `mr`, without allocating: the table's lock is a spin lock.
+    /// `Ok(Err(n))` when the table first needs room for `n` slots (see [`Room`]);
+    /// `ENOMEM` past the device limit.
+    pub fn try_insert(&mut self, mr: MrInfo) -> Result<core::result::Result<u32, usize>> {
         if self.live >= self.max {
             return Err(Error::ENOMEM);
         }
         let index = match self.free.pop() {
             Some(i) => i,
             None => {
-                // Slot 0 is a permanent placeholder so that no key is 0.
+                // Slot 0 is a permanent placeholder so that no key is 0.  Every
+                // slot has room in `free` too, so that `remove` never allocates.
+                let need = self.slots.len().max(1) + 1;
+                if self.slots.capacity() < need || self.free.capacity() < need {
+                    return Ok(Err(need.max(need.saturating_mul(2).min(self.max as usize + 1))));
+                }
                 if self.slots.is_empty() {
-                    self.slots.try_reserve(2).map_err(|_| Error::ENOMEM)?;
                     self.slots.push(Slot::default());
                 }
-                self.slots.try_reserve(1).map_err(|_| Error::ENOMEM)?;
-                self.free.try_reserve(self.slots.len() + 1).map_err(|_| Error::ENOMEM)?;
                 self.slots.push(Slot::default());
                 (self.slots.len() - 1) as u32
             }
@@ -84,7 +104,30 @@ impl MrTable {
         let slot = &mut self.slots[index as usize];
         slot.mr = Some(mr);
         self.live += 1;
-        Ok(index << 8 | slot.generation as u32)
+        Ok(Ok(index << 8 | slot.generation as u32))
+    }
+
+    /// Move the table into `room` where that is larger; frees only.
+    pub fn grow(&mut self, mut room: Room) {
+        if room.slots.capacity() > self.slots.capacity() {
+            room.slots.extend(self.slots.drain(..));
+            core::mem::swap(&mut self.slots, &mut room.slots);
+        }
+        if room.free.capacity() > self.free.capacity() {
+            room.free.extend(self.free.drain(..));
+            core::mem::swap(&mut self.free, &mut room.free);
+        }
+    }
+
+    /// Take a key, growing the table as needed (for a table nobody else locks).
+    #[cfg(test)]
+    pub fn insert(&mut self, mr: MrInfo) -> Result<u32> {
+        loop {
+            match self.try_insert(mr)? {
+                Ok(key) => return Ok(key),
+                Err(n) => self.grow(Room::new(n)?),
+            }
+        }
     }
 
     fn slot_of(&self, key: u32) -> Option<(usize, &Slot)> {
@@ -137,6 +180,37 @@ mod tests {
         assert_eq!(t.get(b), Some(mr(0x2000)));
         assert_eq!(t.get(0), None);
         assert_eq!(t.get(0xffff_ffff), None);
+    }
+
+    #[test]
+    fn a_full_table_asks_for_room_and_keeps_its_keys_when_it_grows() {
+        let mut t = MrTable::new(64);
+        // Nothing is allocated under the lock: an empty table first asks for room.
+        let Ok(Err(n)) = t.try_insert(mr(0x1000)) else { panic!("an empty table took a key without room") };
+        assert!(n >= 2, "room for the placeholder and one slot, got {n}");
+        let mut keys = Vec::new();
+        let mut grown = 0;
+        for i in 1..=40u64 {
+            loop {
+                match t.try_insert(mr(i << 12)).unwrap() {
+                    Ok(k) => break keys.push((k, i)),
+                    Err(n) => {
+                        assert!(n > t.slots.capacity(), "asked for no more than it has");
+                        t.grow(Room::new(n).unwrap());
+                        grown += 1;
+                    }
+                }
+            }
+        }
+        assert!((2..40).contains(&grown), "grew {grown} times for 40 keys");
+        for (k, i) in keys {
+            assert_eq!(t.get(k), Some(mr(i << 12)), "key {k:#x} after growing");
+        }
+        // A smaller room changes nothing.
+        let cap = t.slots.capacity();
+        t.grow(Room::new(1).unwrap());
+        assert_eq!(t.slots.capacity(), cap);
+        assert_eq!(t.len(), 40);
     }
 
     #[test]

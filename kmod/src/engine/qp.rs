@@ -290,6 +290,11 @@ pub struct Qp {
     pub(crate) cwnd: u32,
     /// The send queue broke (bad WQE or impossible ring index).
     pub(crate) sq_broken: bool,
+    /// A request arrived since the last doorbell, and one had arrived between
+    /// the two doorbells before it: whether the QP converses (a ping-pong) or
+    /// only sends (a stream); see [`Qp::defers_responses`].
+    pub(crate) heard_request: bool,
+    pub(crate) conversing: bool,
 
     // ---- receive side (responder) ----
     pub(crate) epsn: u32,
@@ -385,6 +390,8 @@ impl Qp {
             since_ack_req: 0,
             cwnd: WINDOW,
             sq_broken: false,
+            heard_request: false,
+            conversing: false,
             epsn: 0,
             msn: 0,
             nak_sent: false,
@@ -820,6 +827,7 @@ impl Qp {
         if rx.info.is_response() {
             self.completer(env, rx);
         } else {
+            self.heard_request = true;
             self.responder(env, rx);
         }
     }
@@ -856,7 +864,8 @@ impl Qp {
     }
 
     /// A doorbell arrived: the provider need not ring again until the next idle.
-    pub fn doorbell(&self) {
+    pub fn doorbell(&mut self) {
+        self.conversing = core::mem::take(&mut self.heard_request);
         self.sq.cancel_doorbell();
     }
 }
@@ -878,8 +887,39 @@ impl Qp {
                     && self.s_tail.wrapping_sub(self.s_head) < self.entries.len() as u32
                     && self.rnr_deadline.is_none()
                     && (self.qp_type != QpType::Rc || self.s_cur.wrapping_sub(self.s_head) < DOORBELL_BELOW)
+                    && !self.defers_responses()
             }
             _ => false,
         }
+    }
+
+    /// Whether responses received for this QP should wait for its work item
+    /// rather than run at once in the receive softirq: while it streams small
+    /// messages nobody waits on.  That is, every WQE awaiting an ACK is an
+    /// unsignaled one-packet WRITE or SEND, and no request came from the peer
+    /// between its last two doorbells (it is not in a ping-pong).
+    ///
+    /// Run at once, such an ACK comes inside the poster's own doorbell system
+    /// call (the peer answers in the same softirq) and leaves the QP idle, so
+    /// the poster rings for every next WQE.  Run by the work item, beside the
+    /// poster, it takes the WQEs posted meanwhile with no system call, and the
+    /// QP asks for no doorbell while it waits ([`Qp::wants_doorbell`]).
+    /// Everything else runs at once, where a context switch to the work item
+    /// would cost more than it saves: a signaled WQE, whose completion is
+    /// awaited; READs and atomics, whose responses carry what is awaited;
+    /// messages of several packets, where one doorbell already moves many; and
+    /// a ping-pong, where the poster posts nothing until the peer answers.
+    /// Requests never wait.
+    pub fn defers_responses(&self) -> bool {
+        self.state == QpState::Rts
+            && self.qp_type == QpType::Rc
+            && !self.conversing
+            && !self.heard_request
+            && self.s_head != self.s_cur
+            && self.rd_outstanding == 0
+            && (0..self.s_cur.wrapping_sub(self.s_head)).all(|k| {
+                let e = &self.entries[self.slot(self.s_head.wrapping_add(k))];
+                !e.signaled && e.first_psn == e.last_psn
+            })
     }
 }

@@ -1184,3 +1184,69 @@ fn uc_drops_a_reordered_message_whole_and_counts_each_drop() {
     assert_eq!(sc.len(), 4);
     assert!(sc.iter().all(|c| c.status == wc::SUCCESS));
 }
+
+/// Responses wait for the work item only while nobody waits on them: while every
+/// WQE awaiting an ACK is unsignaled, the QP defers its responses and asks for no
+/// doorbell (the deferred ACK's round takes what is posted meanwhile); a signaled
+/// WQE or a READ in flight makes its responses run at once, and an idle QP asks
+/// for a doorbell again.
+#[test]
+fn only_acks_of_unsignaled_wqes_wait_for_the_work_item() {
+    let (mut a, mut b) = pair(QpType::Rc, 3);
+    a.reg(1, 0x10_0000, 4096, ALL);
+    b.reg(2, 0x20_0000, 4096, ALL);
+    let post = |a: &mut Side, k: u64, op: u32, signaled: bool| {
+        let mut w = send_wqe(k, op);
+        w.send_flags = if signaled { send_flags::SIGNALED } else { 0 };
+        w.remote_addr = 0x20_0000 + k * 64;
+        w.rkey = 2;
+        a.post_send(w, &[Sge { addr: 0x10_0000 + k * 64, length: 64, lkey: 1 }]);
+    };
+    assert!(!a.qp.defers_responses() && a.qp.wants_doorbell(), "idle: ring");
+    post(&mut a, 0, wop::RDMA_WRITE, false);
+    a.qp.run(&mut a.env, 64);
+    assert!(a.qp.defers_responses(), "an unsignaled WRITE awaits its ACK");
+    assert!(!a.qp.wants_doorbell(), "its deferred ACK takes the next WQEs: no doorbell");
+    post(&mut a, 1, wop::RDMA_WRITE, true);
+    a.qp.run(&mut a.env, 64);
+    assert!(!a.qp.defers_responses(), "a signaled WRITE awaits an ACK: run it at once");
+    assert!(a.qp.wants_doorbell());
+    pump(&mut a, &mut b, CLEAN, 3, |a, _| a.qp.s_head == a.qp.s_tail);
+    assert_eq!(a.cqes(CqSel::Send).iter().map(|c| (c.wr_id, c.status)).collect::<Vec<_>>(), vec![(1, wc::SUCCESS)]);
+    assert!(!a.qp.defers_responses() && a.qp.wants_doorbell(), "all acknowledged: idle again");
+    post(&mut a, 2, wop::RDMA_READ, false);
+    a.qp.run(&mut a.env, 64);
+    assert!(!a.qp.defers_responses(), "a READ's response carries its data: never deferred");
+    pump(&mut a, &mut b, CLEAN, 3, |a, _| a.qp.s_head == a.qp.s_tail);
+    assert_eq!(&a.region(1)[2 * 64..3 * 64], &b.region(2)[2 * 64..3 * 64], "READ bytes");
+    assert_eq!(&b.region(2)[..2 * 64], &a.region(1)[..2 * 64], "WRITE bytes");
+    // A multi-packet WRITE: one doorbell moves many packets; run its ACKs at once.
+    let mut w = send_wqe(3, wop::RDMA_WRITE);
+    w.send_flags = 0;
+    w.remote_addr = 0x20_0000;
+    w.rkey = 2;
+    a.post_send(w, &[Sge { addr: 0x10_0000, length: 3000, lkey: 1 }]);
+    a.qp.run(&mut a.env, 64);
+    assert_eq!(a.env.out.len(), 3, "three packets at path MTU 1024");
+    assert!(!a.qp.defers_responses(), "a WRITE of several packets: its ACKs run at once");
+    pump(&mut a, &mut b, CLEAN, 3, |a, _| a.qp.s_head == a.qp.s_tail);
+    assert_eq!(&b.region(2)[..3000], &a.region(1)[..3000], "WRITE bytes");
+    // The peer answers (a ping-pong): from then on nothing waits.
+    let mut w = send_wqe(9, wop::RDMA_WRITE);
+    w.remote_addr = 0x10_0000;
+    w.rkey = 1;
+    b.post_send(w, &[Sge { addr: 0x20_0000, length: 64, lkey: 2 }]);
+    pump(&mut b, &mut a, CLEAN, 3, |b, _| b.qp.s_head == b.qp.s_tail);
+    assert_eq!(&a.region(1)[..64], &b.region(2)[..64], "the answer's bytes");
+    a.qp.doorbell();
+    post(&mut a, 4, wop::RDMA_WRITE, false);
+    a.qp.run(&mut a.env, 64);
+    assert!(!a.qp.defers_responses(), "in a ping-pong, run the ACK at once");
+    assert!(a.qp.wants_doorbell());
+    pump(&mut a, &mut b, CLEAN, 3, |a, _| a.qp.s_head == a.qp.s_tail);
+    a.qp.doorbell();
+    post(&mut a, 5, wop::RDMA_WRITE, false);
+    a.qp.run(&mut a.env, 64);
+    assert!(a.qp.defers_responses(), "a doorbell with no request before it: streaming again");
+    assert_eq!(a.qp.state, QpState::Rts, "no error on the way");
+}

@@ -5,7 +5,7 @@ use core::ptr::NonNull;
 use core::sync::atomic::{AtomicIsize, Ordering};
 
 use super::print::Level;
-use super::sync::LockClass;
+use super::sync::{LockClass, RawLock};
 use super::{Error, Result};
 use crate::bindings as b;
 
@@ -64,21 +64,21 @@ fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
 ///
 /// # Invariants
 /// `0` points to a live mutex made by `ferrite_k_mutex_new`, freed only in `drop`.
-pub(crate) struct RawMutex(NonNull<b::ferrite_k_mutex>);
+pub struct RawMutex(NonNull<b::ferrite_k_mutex>);
 
-impl RawMutex {
-    pub(crate) fn new(class: LockClass) -> Result<Self> {
+impl RawLock for RawMutex {
+    fn new(class: LockClass) -> Result<Self> {
         // SAFETY: plain C call; returns NULL on allocation failure.
         let p = unsafe { b::ferrite_k_mutex_new(class as u32) };
         NonNull::new(p).map(RawMutex).ok_or(Error::ENOMEM)
     }
 
-    pub(crate) fn lock(&self) {
+    fn lock(&self) {
         // SAFETY: the mutex is live (type invariant).
         unsafe { b::ferrite_k_mutex_lock(self.0.as_ptr()) }
     }
 
-    pub(crate) fn unlock(&self) {
+    fn unlock(&self) {
         // SAFETY: the mutex is live and held by this context (only `Guard::drop`
         // calls this, after `lock`).
         unsafe { b::ferrite_k_mutex_unlock(self.0.as_ptr()) }
@@ -89,5 +89,37 @@ impl Drop for RawMutex {
     fn drop(&mut self) {
         // SAFETY: the mutex is live and, being dropped, unlocked and unshared.
         unsafe { b::ferrite_k_mutex_free(self.0.as_ptr()) }
+    }
+}
+
+/// A `spinlock_t` owned through the compat layer, taken with bottom halves off.
+///
+/// # Invariants
+/// `0` points to a live lock made by `ferrite_k_spin_new`, freed only in `drop`.
+pub struct RawSpin(NonNull<b::ferrite_k_spin>);
+
+impl RawLock for RawSpin {
+    fn new(class: LockClass) -> Result<Self> {
+        // SAFETY: plain C call; returns NULL on allocation failure.
+        let p = unsafe { b::ferrite_k_spin_new(class as u32) };
+        NonNull::new(p).map(RawSpin).ok_or(Error::ENOMEM)
+    }
+
+    fn lock(&self) {
+        // SAFETY: the lock is live (type invariant).
+        unsafe { b::ferrite_k_spin_lock(self.0.as_ptr()) }
+    }
+
+    fn unlock(&self) {
+        // SAFETY: the lock is live and held by this context (only `Guard::drop`
+        // calls this, after `lock`, on the same thread: a guard is not Send).
+        unsafe { b::ferrite_k_spin_unlock(self.0.as_ptr()) }
+    }
+}
+
+impl Drop for RawSpin {
+    fn drop(&mut self) {
+        // SAFETY: the lock is live and, being dropped, unlocked and unshared.
+        unsafe { b::ferrite_k_spin_free(self.0.as_ptr()) }
     }
 }

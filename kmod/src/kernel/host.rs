@@ -6,7 +6,7 @@ use std::string::String;
 use std::vec::Vec;
 
 use super::print::Level;
-use super::sync::LockClass;
+use super::sync::{LockClass, RawLock};
 use super::Result;
 
 std::thread_local! {
@@ -28,15 +28,19 @@ pub(crate) fn live_allocations() -> isize {
     0
 }
 
-/// A spin lock standing in for the kernel's mutex.
-pub(crate) struct RawMutex(AtomicBool);
+/// A spin lock standing in for the kernel's locks.
+pub struct HostLock(AtomicBool);
 
-impl RawMutex {
-    pub(crate) fn new(_class: LockClass) -> Result<Self> {
-        Ok(RawMutex(AtomicBool::new(false)))
+/// The host's stand-ins for a `struct mutex` and a `spinlock_t`.
+pub type RawMutex = HostLock;
+pub type RawSpin = HostLock;
+
+impl RawLock for HostLock {
+    fn new(_class: LockClass) -> Result<Self> {
+        Ok(HostLock(AtomicBool::new(false)))
     }
 
-    pub(crate) fn lock(&self) {
+    fn lock(&self) {
         while self
             .0
             .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
@@ -46,7 +50,7 @@ impl RawMutex {
         }
     }
 
-    pub(crate) fn unlock(&self) {
+    fn unlock(&self) {
         self.0.store(false, Ordering::Release);
     }
 }
