@@ -28,10 +28,10 @@
 #include "ferrite.h"
 #include "uverbs.h"
 
-/* Packets handed to Rust, and packets Rust may send, per run of the work item. */
+/* Packets handed to Rust, and packets Rust may send, per round. */
 #define FERRITE_RX_BUDGET 64
 #define FERRITE_TX_BUDGET 64
-/* Packets waiting for one QP's work item, at most. */
+/* Packets queued for one QP's next round, at most. */
 #define FERRITE_RXQ_MAX 4096
 
 #ifdef HAVE_KMAP_LOCAL_PAGE

@@ -515,9 +515,9 @@ pub unsafe extern "C" fn ferrite_rs_qp_doorbell(h: *mut c_void) {
 /// Returns 1 when its own work is left over.
 ///
 /// Taking the packets off the queue under the lock is what keeps them in order:
-/// the work item and a doorbell in the caller's context may both run a round, and
-/// a packet dequeued by one but handed in after the other's would reach the
-/// engine out of order (a sequence NAK and a retransmission on RC, a message lost
+/// the work item, a doorbell in the caller's context and the receive softirq may
+/// each run a round, and a packet dequeued by one but handed in after another's
+/// would reach the engine out of order (a sequence NAK and a retransmission on RC, a message lost
 /// on UC).
 ///
 /// # Safety
